@@ -1,0 +1,209 @@
+"""Cookie header parsing and Set-Cookie rendering, over plain strings.
+
+Reading: :func:`find_cookies` pulls our few cookies out of a ``Cookie`` header with one split.
+It does not use ``http.cookies.SimpleCookie``, which drops *every* cookie when one foreign
+cookie is malformed, nor a full parser, since we only need our own names — all their
+occurrences, because duplicates must be seen (the most restrictive wins). It never raises.
+
+Writing: :class:`CookieWriter` renders our cookies with werkzeug's ``dump_cookie`` and the
+validated attributes of the configuration, and renders deletions with the very same
+attributes (a deletion with another ``Path`` or ``Domain`` deletes nothing).
+
+Filtering the application's cookies: :func:`set_cookie_name` and :func:`is_deletion` read a
+``Set-Cookie`` value as a browser would (RFC 6265 §5.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from werkzeug.http import dump_cookie, parse_date
+
+__all__ = [
+    "CookieNames",
+    "CookieWriter",
+    "find_cookies",
+    "is_deletion",
+    "parent_domains",
+    "set_cookie_name",
+    "split_cookie_header",
+]
+
+#: The cookie header is capped before splitting: browsers send at most a few KiB per cookie
+#: and ~180 cookies; more is hostile.
+MAX_COOKIE_HEADER = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    """Our cookie names, with the ``__Host-`` / ``__Secure-`` prefixes when secure."""
+
+    prefs: str
+    session: str
+    cart: str
+
+    @classmethod
+    def for_settings(cls, *, secure: bool, domain: str | None) -> CookieNames:
+        if not secure:
+            return cls("cmw_prefs", "cmw_session", "cmw_cart")
+        # __Host- forbids a Domain attribute; a subdomain-wide prefs cookie is __Secure-.
+        prefs = "__Secure-cmw_prefs" if domain else "__Host-cmw_prefs"
+        return cls(prefs, "__Host-cmw_session", "__Host-cmw_cart")
+
+    @property
+    def all(self) -> tuple[str, str, str]:
+        return (self.prefs, self.session, self.cart)
+
+
+def find_cookies(header: str | None, names: Sequence[str]) -> dict[str, list[str]]:
+    """Every value sent under each of ``names`` (exact, case-sensitive match).
+
+    Values are returned as sent, with surrounding double quotes removed. Anything
+    malformed is skipped.
+    """
+    found: dict[str, list[str]] = {}
+    if not header:
+        return found
+    if len(header) > MAX_COOKIE_HEADER:
+        header = header[:MAX_COOKIE_HEADER]
+    for part in header.split(";"):
+        name, sep, value = part.partition("=")
+        if not sep:
+            continue
+        name = name.strip()
+        if name in names:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            found.setdefault(name, []).append(value)
+    return found
+
+
+def split_cookie_header(header: str | None) -> list[tuple[str, str]]:
+    """Every ``(name, value)`` pair in a ``Cookie`` header, leniently, never raising."""
+    out: list[tuple[str, str]] = []
+    if not header:
+        return out
+    for part in header[:MAX_COOKIE_HEADER].split(";"):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if sep and name:
+            out.append((name, value.strip()))
+    return out
+
+
+def set_cookie_name(header_value: str) -> str:
+    """The cookie name a browser would read from a ``Set-Cookie`` value.
+
+    RFC 6265 §5.2: the name-value pair is everything before the first ``;``; without an
+    ``=`` in it, the name is empty.
+    """
+    pair = header_value.split(";", 1)[0]
+    name, sep, _ = pair.partition("=")
+    return name.strip() if sep else ""
+
+
+def is_deletion(header_value: str, now: float) -> bool:
+    """Does this ``Set-Cookie`` value delete its cookie (``Max-Age<=0`` or a past
+    ``Expires``)? Deleting is always allowed, whatever the consent."""
+    max_age_seen = False
+    expires_past = False
+    for attr in header_value.split(";")[1:]:
+        key, _, val = attr.partition("=")
+        key = key.strip().lower()
+        if key == "max-age":
+            max_age_seen = True
+            val = val.strip()
+            if val.startswith("-") and val[1:].isdigit():
+                return True
+            if val.isdigit():
+                return int(val) == 0
+        elif key == "expires":
+            when = parse_date(val.strip())
+            expires_past = when is not None and when.timestamp() <= now
+    # Max-Age, when present and valid, wins over Expires (RFC 6265 §5.3 step 3).
+    return expires_past and not max_age_seen
+
+
+def parent_domains(host: str, configured: str | None) -> list[str | None]:
+    """Domains a cookie the browser sent may have been set for: host-only (``None``), the
+    configured parent domain, and every parent of the host above its top-level label.
+
+    Used to expire withdrawn cookies: the ``Cookie`` header does not say where a cookie was
+    set, so a deletion is sent for each candidate.
+    """
+    out: list[str | None] = [None]
+    if configured:
+        out.append(configured.lstrip("."))
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    host = host.strip().lower().rstrip(".")
+    labels = host.split(".")
+    is_ip = all(label.isdigit() for label in labels) or ":" in host or "[" in host
+    if not is_ip:
+        for i in range(len(labels) - 1):
+            candidate = ".".join(labels[i:])
+            if candidate and candidate not in out:
+                out.append(candidate)
+    return out
+
+
+class CookieWriter:
+    """Renders ``Set-Cookie`` values for our cookies with the configured attributes."""
+
+    __slots__ = ("domain", "path", "samesite", "secure")
+
+    def __init__(self, *, secure: bool, samesite: str, path: str, domain: str | None) -> None:
+        self.secure = secure
+        self.samesite = samesite
+        self.path = path
+        self.domain = domain
+
+    def set(
+        self, name: str, value: str, *, max_age: float | None, shared: bool = False
+    ) -> str:
+        """A ``Set-Cookie`` value. ``shared``: carry the configured ``Domain`` (prefs only);
+        ``__Host-`` cookies are always host-only with ``Path=/``."""
+        host_only = name.startswith("__Host-") or not shared
+        return dump_cookie(
+            name,
+            value,
+            max_age=None if max_age is None else int(max_age),
+            path="/" if name.startswith("__Host-") else self.path,
+            domain=None if host_only else self.domain,
+            secure=self.secure,
+            httponly=True,
+            samesite=self.samesite,
+        )
+
+    def delete(self, name: str, *, shared: bool = False) -> str:
+        """The deletion matching :meth:`set` for the same name: identical attributes."""
+        host_only = name.startswith("__Host-") or not shared
+        return dump_cookie(
+            name,
+            "",
+            max_age=0,
+            expires=0,
+            path="/" if name.startswith("__Host-") else self.path,
+            domain=None if host_only else self.domain,
+            secure=self.secure,
+            httponly=True,
+            samesite=self.samesite,
+        )
+
+    def expire_foreign(self, name: str, domains: Iterable[str | None]) -> list[str]:
+        """Deletions of someone else's cookie for each candidate domain, at ``Path=/``."""
+        out = []
+        for domain in domains:
+            out.append(
+                dump_cookie(
+                    name,
+                    "",
+                    max_age=0,
+                    expires=0,
+                    path="/",
+                    domain=domain,
+                    secure=self.secure and name.startswith(("__Secure-", "__Host-")),
+                )
+            )
+        return out

@@ -1,0 +1,155 @@
+"""Signed values over itsdangerous: a key ring, one salt per use, a format version inside.
+
+Keys are ordered oldest → newest: values are signed with the newest and verified newest
+first, so a rotation is "append a key, later drop the oldest". A value verified with an older
+key is reported as such, and the middleware re-signs it with the newest on the response.
+
+``max_age`` is always enforced from the signed timestamp, with a small leeway for clocks that
+run ahead: itsdangerous rejects any timestamp in the future, so a value signed by a host two
+seconds ahead of this one would fail there. Verification never raises: a value that is
+garbled, tampered with, signed with an unknown key, too old or of another format version is
+simply ``None``, and the caller treats it as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import TimestampSigner
+from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int
+
+__all__ = ["FORMAT_VERSION", "KeyRing", "Verified", "ValueSigner"]
+
+#: The payload format version. A payload of another version is rejected.
+FORMAT_VERSION = 1
+
+#: Seconds a signed timestamp may lie in the future (clock skew between hosts).
+CLOCK_LEEWAY = 30.0
+
+_ALLOWED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+_MAX_VALUE = 8192
+
+
+class KeyRing:
+    """Secret keys, oldest first. Holds the keys; never prints them."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: Sequence[bytes | str]) -> None:
+        if not keys:
+            raise ValueError("a key ring needs at least one key")
+        self.keys: tuple[bytes, ...] = tuple(
+            k.encode("utf-8") if isinstance(k, str) else bytes(k) for k in keys
+        )
+
+    @property
+    def newest(self) -> bytes:
+        return self.keys[-1]
+
+    def __repr__(self) -> str:
+        return f"<KeyRing {len(self.keys)} keys>"
+
+    def signer(self, salt: str, *, clock: Callable[[], float] = time.time) -> ValueSigner:
+        """A :class:`ValueSigner` for one use (one salt)."""
+        return ValueSigner(self, salt, clock=clock)
+
+
+class _Signer(TimestampSigner):
+    """itsdangerous' TimestampSigner with derived keys computed once, and a clock."""
+
+    default_digest_method = staticmethod(hashlib.sha256)
+    default_key_derivation = "hmac"
+
+    def __init__(self, keys: Sequence[bytes], salt: str, clock: Callable[[], float]) -> None:
+        super().__init__(list(keys), salt=salt)
+        self._clock = clock
+        self._derived = {k: TimestampSigner.derive_key(self, k) for k in self.secret_keys}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is None:
+            return self._derived[self.secret_keys[-1]]
+        key = secret_key.encode("utf-8") if isinstance(secret_key, str) else secret_key
+        return self._derived[key]
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A payload that passed verification. ``old_key``: signed with a key other than the
+    newest, so it should be re-signed; ``signed_at``: the signed timestamp (epoch seconds)."""
+
+    payload: Mapping[str, Any]
+    signed_at: int
+    old_key: bool
+
+
+class ValueSigner:
+    """Signs JSON objects into cookie-safe strings (base64url and ``.`` only) and back.
+
+    The payload gets ``"v": FORMAT_VERSION``. :meth:`loads` returns ``None`` for anything
+    that does not verify; it never raises.
+    """
+
+    __slots__ = ("_clock", "_newest", "_older", "salt")
+
+    def __init__(
+        self, ring: KeyRing, salt: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.salt = salt
+        self._clock = clock
+        self._newest = _Signer([ring.newest], salt, clock)
+        self._older = _Signer(ring.keys[:-1], salt, clock) if len(ring.keys) > 1 else None
+
+    def dumps(self, payload: Mapping[str, Any]) -> str:
+        """Sign ``payload`` (a JSON object) with the newest key and the current time."""
+        body = dict(payload)
+        body["v"] = FORMAT_VERSION
+        raw = json.dumps(body, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+        return self._newest.sign(base64_encode(raw.encode("ascii"))).decode("ascii")
+
+    def loads(self, value: str, max_age: float) -> Verified | None:
+        """Verify ``value`` and return its payload, or ``None`` if it does not verify, is
+        older than ``max_age`` seconds (or more than the leeway in the future), or is not a
+        JSON object of the current format version."""
+        if not value or len(value) > _MAX_VALUE:
+            return None
+        try:
+            data = value.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        if not _ALLOWED.issuperset(data):
+            return None
+        parts = data.split(b".")
+        if len(parts) != 3:
+            return None
+        body, ts_raw, sig = parts
+        signed = body + b"." + ts_raw
+        old_key = False
+        if not self._newest.verify_signature(signed, sig):
+            if self._older is None or not self._older.verify_signature(signed, sig):
+                return None
+            old_key = True
+        try:
+            signed_at = bytes_to_int(base64_decode(ts_raw))
+        except (ValueError, TypeError):  # pragma: no cover - signed, so well-formed
+            return None
+        age = self._clock() - signed_at
+        if age > max_age or age < -CLOCK_LEEWAY:
+            return None
+        try:
+            payload = json.loads(base64_decode(body))
+        except ValueError:
+            return None
+        if not isinstance(payload, dict) or type(payload.get("v")) is not int:
+            return None
+        if payload["v"] != FORMAT_VERSION:
+            return None
+        return Verified(payload, signed_at, old_key)
+
