@@ -363,28 +363,38 @@ class Config:
         return self.history.get(version)
 
     def declaration(self) -> list[dict[str, Any]]:
-        """The cookie declaration: every cookie, ours and declared, with purpose and lifetime."""
+        """The cookie declaration: every cookie, ours and declared, with its purpose and
+        lifetime (``lifetime``: human text; ``max_age_days``: a number or ``None``)."""
+        from .cookies import CookieNames
+
+        names = CookieNames.for_settings(
+            secure=self.cookie_settings.secure, domain=self.cookie_settings.domain
+        )
+        necessary = self.required_purpose_id
         out: list[dict[str, Any]] = [
             {
-                "name": "cmw_prefs",
+                "name": names.prefs,
                 "match": "exact",
-                "purpose": self.required_purpose_id,
+                "purpose": necessary,
                 "description": "Your consent choices and preferences.",
                 "max_age_days": self.policy.consent_max_age_days,
+                "lifetime": f"{self.policy.consent_max_age_days} days",
             },
             {
-                "name": "cmw_session",
+                "name": names.session,
                 "match": "exact",
-                "purpose": self.required_purpose_id,
-                "description": "Session (sign-in state, security token); ends with the browser session.",
+                "purpose": necessary,
+                "description": "Your session and its security token.",
                 "max_age_days": None,
+                "lifetime": "until the browser closes",
             },
             {
-                "name": "cmw_cart",
+                "name": names.cart,
                 "match": "exact",
-                "purpose": self.required_purpose_id,
+                "purpose": necessary,
                 "description": "Items in your shopping cart.",
                 "max_age_days": self.cookie_settings.cart_max_age_days,
+                "lifetime": f"{self.cookie_settings.cart_max_age_days:g} days",
             },
         ]
         for rule in self.cookies:
@@ -395,6 +405,9 @@ class Config:
                     "purpose": rule.purpose,
                     "description": rule.description,
                     "max_age_days": rule.max_age_days,
+                    "lifetime": "not declared"
+                    if rule.max_age_days is None
+                    else f"{rule.max_age_days:g} days",
                 }
             )
         return out

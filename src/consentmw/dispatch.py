@@ -360,8 +360,10 @@ class Dispatcher:
         enrich: EnrichFn | None = None,
         redact: RedactFn | None = None,
         rng: Callable[[], float] = random.random,
+        consent_log: tuple[str, Any] | None = None,
     ) -> None:
         self.site = site
+        self._consent_log = consent_log
         self.spool = spool
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -413,6 +415,9 @@ class Dispatcher:
         self._dropped: dict[str, _Counter] = {}
         self._enrich_errors = _Counter()
         self._fmt = TimestampFormatter()
+        self._consent_pending = True  # look at the consent spool once at start
+        self._consent_next_try = 0.0
+        self._consent_failures = 0
 
     def _after_fork(self) -> None:
         # The parent delivers what it queued; the child starts empty, with fresh locks and
@@ -495,6 +500,8 @@ class Dispatcher:
                 self.wake.wait(self.flush_interval)
             self.wake.clear()
             self._routing = True
+            if self._consent_pending and time.monotonic() >= self._consent_next_try:
+                self._replay_consent()
             try:
                 while queue:
                     n = min(len(queue), self.batch_size)
@@ -514,6 +521,37 @@ class Dispatcher:
                     with writer.cond:
                         writer.cond.notify()
                 return
+
+    def spool_consent(self, record: Any) -> None:
+        """Keep a consent-log record that could not be written now; the router appends it
+        to the consent log when the log answers again (``append_consent`` is idempotent)."""
+        if self._consent_log is None:
+            return
+        self.spool.put_consent(self._consent_log[0], record)
+        self._consent_pending = True
+        if self._router is None:
+            self._start()
+
+    def _replay_consent(self) -> None:
+        assert self._consent_log is not None or not self._consent_pending
+        if self._consent_log is None:
+            self._consent_pending = False
+            return
+        name, sink = self._consent_log
+        try:
+            rows = self.spool.take_consent(name, 100)
+            while rows:
+                for seq, record in rows:
+                    sink.append_consent(record)
+                    self.spool.ack_consent([seq])
+                rows = self.spool.take_consent(name, 100)
+        except Exception as exc:
+            self._consent_failures += 1
+            self._consent_next_try = time.monotonic() + self.backoff(self._consent_failures - 1)
+            log.warning("consentmw: the consent log %s is still failing: %s", name, exc)
+            return
+        self._consent_pending = False
+        self._consent_failures = 0
 
     def _prepare(self, items: list[Item]) -> list[Event]:
         ids = new_event_ids(len(items))

@@ -175,7 +175,7 @@ class Event:
         return cls.from_dict(data)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class RequestFacts:
     """The raw request values enrichment needs, captured on the request thread as they came
     (no parsing there) and read by the dispatcher. Never stored in a sink as such: the
