@@ -902,15 +902,16 @@ class Engine:
         purposes' cookies and the ``consent`` event. A :class:`Problem` (503) when an
         acceptance could not be logged."""
         previous = ctx.stored()
-        before = ctx.state().granted
         new, mechanism = apply_choice(self.config, choice, purposes, previous=previous, now=ctx.now)
         accepts = bool(new.granted - self.config.required)
         if not self._log_decision(ctx, new, mechanism, strict=accepts):
             return ep.Problem(503, "your choice could not be recorded; please try again shortly")
         ctx.set_stored(new)
-        withdrawn = (before | (previous.granted if previous is not None else frozenset())) - new.granted
-        if withdrawn:
-            self._expire_withdrawn(ctx, withdrawn)
+        # Whatever the browser still holds for purposes not granted now (withdrawn ones, or
+        # cookies scripts set before the first choice) is expired in this response.
+        ungranted = self.config.purpose_ids - new.granted
+        if ungranted:
+            self._expire_withdrawn(ctx, frozenset(ungranted))
         return None
 
     def _expire_withdrawn(self, ctx: RequestContext, withdrawn: frozenset[str]) -> None:

@@ -33,6 +33,9 @@ CLOCK_LEEWAY = 30.0
 
 _ALLOWED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _MAX_VALUE = 8192
+# HMAC-SHA256: 32 bytes, 43 base64 characters; the last one carries 4 bits and 2 zero bits.
+_SIG_LEN = 43
+_CANONICAL_LAST = frozenset(b"AEIMQUYcgkosw048")
 
 
 class KeyRing:
@@ -130,6 +133,10 @@ class ValueSigner:
         if len(parts) != 3:
             return None
         body, ts_raw, sig = parts
+        # base64 decoding ignores the unused low bits of the last character; a signature is
+        # accepted only in its one canonical spelling, so that any change to the value fails.
+        if len(sig) != _SIG_LEN or sig[-1] not in _CANONICAL_LAST:
+            return None
         signed = body + b"." + ts_raw
         old_key = False
         if not self._newest.verify_signature(signed, sig):
