@@ -396,8 +396,10 @@ class ReverseResolver:
         except dns.exception.Timeout:
             return "timeout", None
         except dns.resolver.NoNameservers as exc:
-            # A PTR answer that does not even parse (a name over 255 octets, a label over
-            # 63) makes dnspython drop the server; that is a hostile answer, not an outage.
+            # An answer that does not even parse (a name over 255 octets, a label over 63)
+            # makes dnspython give up on the server: a hostile answer, not an outage. (Over
+            # UDP dnspython discards such a packet as if spoofed and the lookup times out;
+            # this is what a TCP retry meets.)
             errors = exc.kwargs.get("errors") or ()
             if any(isinstance(err[3], dns.exception.FormError) for err in errors):
                 return "invalid_ptr", None
