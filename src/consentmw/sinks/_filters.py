@@ -1,15 +1,50 @@
-"""Event filters shared by the sinks that filter in Python (memory, JSONL)."""
+"""Event filters shared by the sinks that filter in Python (memory, JSONL, Redis), and the
+checks every sink applies to ``rectify`` and ``aggregate`` arguments."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from ..errors import SinkError
 from ..events import Event
 
-__all__ = ["AGGREGATE_KEYS", "aggregate_keys", "matches", "matches_subject"]
+__all__ = [
+    "AGGREGATE_KEYS",
+    "RECTIFIABLE_FIELDS",
+    "aggregate_keys",
+    "check_aggregate_keys",
+    "check_rectify",
+    "matches",
+    "matches_subject",
+]
 
 #: What reports may group by. No identifier is among them.
 AGGREGATE_KEYS = ("day", "path", "name", "site", "type")
+
+#: The identifier fields ``rectify`` may change. Everything else is a fact about what happened
+#: and is not "incorrect personal data" a subject could ask to correct.
+RECTIFIABLE_FIELDS = ("email", "visitor_id", "session_id", "claimed_email", "ip", "domain")
+
+
+def check_rectify(changes: Mapping[str, object]) -> None:
+    """Raise a non-retryable ``SinkError`` unless every key of ``changes`` is in
+    :data:`RECTIFIABLE_FIELDS` and every value is a string or ``None``."""
+    bad = set(changes) - set(RECTIFIABLE_FIELDS)
+    if bad:
+        raise SinkError(
+            f"cannot rectify fields {sorted(bad)}; only {', '.join(RECTIFIABLE_FIELDS)}",
+            retryable=False,
+        )
+    for key, value in changes.items():
+        if value is not None and not isinstance(value, str):
+            raise SinkError(f"rectify value for {key!r} must be a string or None", retryable=False)
+
+
+def check_aggregate_keys(by: Sequence[str]) -> None:
+    """Raise ``ValueError`` for a grouping key outside :data:`AGGREGATE_KEYS`."""
+    for key in by:
+        if key not in AGGREGATE_KEYS:
+            raise ValueError(f"cannot group by {key!r}; choose from {', '.join(AGGREGATE_KEYS)}")
 
 
 def matches_subject(event: Event, subject: str) -> bool:
@@ -24,7 +59,7 @@ def matches(
     *,
     subject: str | None = None,
     purpose: str | None = None,
-    type: str | None = None,  # noqa: A002
+    type: str | None = None,
     since: str | None = None,
     until: str | None = None,
 ) -> bool:
