@@ -38,7 +38,8 @@ class Enricher:
     :func:`~consentmw.resolve.anonymize.anonymize_ip`) with ``v4_prefix`` / ``v6_prefix`` for
     ``truncate`` and ``salt`` for ``hash``. ``ua`` classifies user agents (``None``: events
     get no ``ua``); ``resolver`` looks domains up (``None``: no reverse DNS) for events whose
-    purposes include ``domain_purpose``, waiting at most ``rdns_deadline_s`` per batch.
+    purposes include ``domain_purpose`` (``None``: for none), waiting at most
+    ``rdns_deadline_s`` per batch.
     ``claimed_email`` takes the ``From`` header into ``claimed_email``. ``bot_filter`` backs
     :meth:`is_bot`.
 
@@ -56,7 +57,7 @@ class Enricher:
         salt: DailySalt | None = None,
         ua: UAClassifier | None = None,
         resolver: ReverseResolver | None = None,
-        domain_purpose: str = "analytics",
+        domain_purpose: str | None = "analytics",
         rdns_deadline_s: float = 0.2,
         claimed_email: bool = True,
         bot_filter: BotFilter | None = None,
@@ -112,6 +113,7 @@ class Enricher:
             wants_domain = (
                 self._resolver is not None
                 and ip is not None
+                and self.domain_purpose is not None
                 and self.domain_purpose in event.purposes
             )
             located.append((event, ip, wants_domain))
