@@ -46,7 +46,9 @@ def test_url_with_four_slashes_is_absolute(tmp_path: Path) -> None:
     assert len(lines(path)) == 2
 
 
-def test_url_with_three_slashes_is_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_url_with_three_slashes_is_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     sink = open_sink("jsonl:///logs/events.jsonl?fsync=never")
     try:
