@@ -75,9 +75,11 @@ def anonymize_ip(
     if mode == "none":
         return str(address)
     if mode == "truncate":
+        # Zero the host bits with integer arithmetic (ip_network() costs several times more,
+        # and this runs for every event of every batch).
         prefix = v4_prefix if address.version == 4 else v6_prefix
-        network = ipaddress.ip_network((address, prefix), strict=False)
-        return str(network.network_address)
+        host_bits = address.max_prefixlen - prefix
+        return str(type(address)(int(address) >> host_bits << host_bits))
     # Hash the packed form, so every spelling of one address gives one hash.
     digest = hmac.new(salt, address.packed, hashlib.sha256).hexdigest()
     return HASH_PREFIX + digest

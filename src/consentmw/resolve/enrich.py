@@ -103,13 +103,20 @@ class Enricher:
         request values.
         """
         located: list[tuple[Event, str | None, bool]] = []
+        # A batch repeats a few visitors many times: parse each address pair once per batch.
+        # (Per batch only, so nothing about a visitor outlives it here.)
+        picked: dict[tuple[str | None, str | None], str | None] = {}
         for event, facts in batch:
             if event.aggregate:
                 self._enrich_aggregate(event, facts)
                 continue
             if facts is None:
                 continue
-            ip = client_ip(facts.remote_addr, facts.forwarded_for, self.trusted_proxies)
+            pair = (facts.remote_addr, facts.forwarded_for)
+            if pair in picked:
+                ip = picked[pair]
+            else:
+                ip = picked[pair] = client_ip(pair[0], pair[1], self.trusted_proxies)
             wants_domain = (
                 self._resolver is not None
                 and ip is not None
@@ -131,13 +138,20 @@ class Enricher:
                 domains = self._resolver.resolve_batch(wanted, self.rdns_deadline_s)
 
         salt = self._salt.current() if self._salt is not None and self.anonymize == "hash" else b""
+        stored: dict[str | None, str | None] = {}
         for event, ip, wants_domain in located:
             found = domains.get(ip) if wants_domain and ip is not None else None
             event.domain = found.domain if found is not None else None
             # Only now, after reverse DNS had the full address.
-            event.ip = anonymize_ip(
-                ip, self.anonymize, salt=salt, v4_prefix=self.v4_prefix, v6_prefix=self.v6_prefix
-            )
+            if ip not in stored:
+                stored[ip] = anonymize_ip(
+                    ip,
+                    self.anonymize,
+                    salt=salt,
+                    v4_prefix=self.v4_prefix,
+                    v6_prefix=self.v6_prefix,
+                )
+            event.ip = stored[ip]
 
     def _enrich_aggregate(self, event: Event, facts: RequestFacts | None) -> None:
         event.ip = None

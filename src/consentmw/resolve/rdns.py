@@ -315,14 +315,16 @@ class ReverseResolver:
         if key is None:
             self._stats["skipped_invalid"] += 1
             return None
-        if not ipaddress.ip_address(key).is_global:
-            self._stats["skipped_private"] += 1
-            return None
+        # Pending and cached addresses are global already; checking them first keeps the
+        # common case (a cache hit) cheap while the lock is held.
         if key in self._pending:
             return key
         if self._cached_locked(key)[0]:
             self._stats["cache_hit"] += 1
             return key
+        if not ipaddress.ip_address(key).is_global:
+            self._stats["skipped_private"] += 1
+            return None
         if len(self._queue) >= self._max_pending:
             self._stats["skipped_busy"] += 1
             return None

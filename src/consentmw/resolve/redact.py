@@ -21,10 +21,11 @@ validator: it decides what may be *stored*, after the application has done its w
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
@@ -161,7 +162,7 @@ def redact_text(text: str) -> str:
     of 13-19 digits (the replacement is repeated until none is left; if a crafted input keeps
     producing new ones, the remaining long digit runs are removed).
     """
-    if sum(map(text.count, "0123456789")) < 13:
+    if len(text) < 13 or sum(map(text.count, "0123456789")) < 13:
         return text  # fewer than 13 digits in all: nothing can be a card number
     for _ in range(_MAX_PASSES):
         redacted = _RUN_RE.sub(_redact_run, text)
@@ -303,6 +304,11 @@ class Redactor:
         self.max_string = max_string
         self.max_url = max_url
         self.max_nodes = max_nodes
+        # The same few keys come back in every event: classify each once (per instance, so
+        # two configurations never share answers; bounded, as keys are client-chosen).
+        self._key_rules: Callable[[str], tuple[bool, frozenset[str] | None, bool]] = (
+            functools.lru_cache(maxsize=4096)(self._classify_key)
+        )
 
     def __call__(self, event: Event) -> Event:
         """Same as :meth:`redact`, so a redactor is a processor in a chain."""
@@ -328,15 +334,16 @@ class Redactor:
 
     def _verdict(self, key: str, purposes: frozenset[str]) -> str:
         """``"drop"``, ``"phone"`` or ``"keep"`` for a key on an event with ``purposes``."""
+        secret, allowed, phone = self._key_rules(key[:256])
+        if secret or (allowed is not None and allowed.isdisjoint(purposes)):
+            return "drop"
+        return "phone" if phone else "keep"
+
+    def _classify_key(self, key: str) -> tuple[bool, frozenset[str] | None, bool]:
+        """``(is a secret, purposes that may keep it or None, is a phone field)``."""
         norm = _norm_key(key)
-        if norm in self._drop_exact or any(frag in norm for frag in self._drop_keys):
-            return "drop"
-        allowed = self._field_purposes.get(norm)
-        if allowed is not None and allowed.isdisjoint(purposes):
-            return "drop"
-        if norm in self._phone_fields:
-            return "phone"
-        return "keep"
+        secret = norm in self._drop_exact or any(frag in norm for frag in self._drop_keys)
+        return secret, self._field_purposes.get(norm), norm in self._phone_fields
 
     # -- values ---------------------------------------------------------------------------
 

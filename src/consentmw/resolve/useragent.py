@@ -8,7 +8,7 @@ Two tools for two threads:
     few hundred microseconds, so results are kept in a bounded per-instance LRU cache; real
     traffic repeats a few hundred distinct strings.
 :class:`BotFilter`
-    the request thread's cheap check (one precompiled regular expression, cached) for
+    the request thread's cheap check (substring searches, cached) for
     skipping crawler page visits before an event is even queued. It is a heuristic and
     deliberately broader than the classifier: HTTP libraries and command-line tools (curl,
     python-requests, wget) count as bots for it, while ``user-agents`` calls them "other".
@@ -221,21 +221,48 @@ def _user_agent_from_resolver(resolver: Callable[[str, Any], Any], ua: str) -> A
     return agent
 
 
-# Tokens that only automated clients put in a user agent. "bot" must end a word so that
-# "Cubot" phones (an Android brand) are not crawlers; the rest are matched anywhere.
-_BOT_RE = re.compile(
-    r"(?<!cu)bot\b|crawl|spider|slurp|scrap|archiver|fetcher|headless|phantomjs|"
-    r"lighthouse|pingdom|monitor|validator|facebookexternalhit|mediapartners|"
-    r"inspectiontool|whatsapp/|curl/|wget/|python-|aiohttp|httpx/|go-http-client|"
-    r"^java/|okhttp|libwww|httpclient|axios/|node-fetch|postmanruntime",
-    re.IGNORECASE,
+# Tokens that only automated clients put in a user agent, matched in the lower-cased string
+# with ``in`` (a C substring search each; one regular expression with this many alternatives
+# is ten times slower, because ``re`` tries every alternative at every position).
+_BOT_TOKENS = (
+    "crawl",
+    "spider",
+    "slurp",
+    "scrap",
+    "archiver",
+    "fetcher",
+    "headless",
+    "phantomjs",
+    "lighthouse",
+    "pingdom",
+    "monitor",
+    "validator",
+    "facebookexternalhit",
+    "mediapartners",
+    "inspectiontool",
+    "whatsapp/",
+    "curl/",
+    "wget/",
+    "python-",
+    "aiohttp",
+    "httpx/",
+    "go-http-client",
+    "okhttp",
+    "libwww",
+    "httpclient",
+    "axios/",
+    "node-fetch",
+    "postmanruntime",
 )
+_BOT_PREFIXES = ("java/",)
+# "bot" must end a word ("Googlebot/2.1", "AdsBot-Google"), and "Cubot" is a phone brand.
+_BOT_WORD_RE = re.compile(r"bot\b")
 
 
 class BotFilter:
     """A cheap "is this a crawler?" check for the request thread.
 
-    One regular-expression search over at most ``max_length`` characters, behind a
+    A few substring searches over at most ``max_length`` lower-cased characters, behind a
     per-instance LRU cache of ``cache_size`` entries (a hit costs about as much as a
     dictionary lookup). A missing or empty user agent counts as a bot when
     ``empty_is_bot`` (browsers always send one).
@@ -264,4 +291,10 @@ class BotFilter:
 
 
 def _looks_automated(ua: str) -> bool:
-    return _BOT_RE.search(ua) is not None
+    low = ua.lower()
+    if low.startswith(_BOT_PREFIXES):
+        return True
+    for token in _BOT_TOKENS:
+        if token in low:
+            return True
+    return any(low[m.start() - 2 : m.start()] != "cu" for m in _BOT_WORD_RE.finditer(low))
