@@ -107,6 +107,7 @@ def test_claimed_email_from_header(header: str | None, expected: str | None) -> 
         pytest.param({}, ["email"], {}, id="absent"),
         pytest.param({"email": "whole"}, ["email"], {"email": "whole"}, id="bare-string"),
         pytest.param({"n": [b"bytes"]}, ["n"], {}, id="not-text"),
+        pytest.param({"n": 5}, ["n"], {}, id="not-a-sequence"),
         pytest.param({"n": ["x" * 5000]}, ["n"], {"n": "x" * 1000}, id="capped"),
     ],
 )

@@ -374,6 +374,12 @@ def test_hostile_objects_never_raise() -> None:
     assert failing.props == {TRUNCATED: True}
 
 
+def test_unreadable_purposes_remove_every_purpose_bound_field() -> None:
+    event = make_event(props={"phone": "+15550109999", "sku": "A1"})
+    event.purposes = None  # type: ignore[assignment]
+    assert Redactor().redact(event).props == {"sku": "A1"}
+
+
 def test_redact_returns_the_same_event() -> None:
     event = make_event(props={"a": 1})
     assert Redactor()(event) is event

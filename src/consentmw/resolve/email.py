@@ -147,7 +147,10 @@ def capture_fields(
         if values is None:
             continue
         # A bare string is a sequence of characters: take it whole, not its first letter.
-        first = values if isinstance(values, str) else next(iter(values), None)
+        try:
+            first = values if isinstance(values, str) else next(iter(values), None)
+        except TypeError:  # not a sequence at all
+            continue
         if isinstance(first, str) and first:
             captured[name] = first[:max_length]
     return captured

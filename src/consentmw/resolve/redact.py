@@ -316,7 +316,10 @@ class Redactor:
 
     def redact(self, event: Event) -> Event:
         """Redact ``event`` in place and return it. Never raises."""
-        purposes = frozenset(p for p in event.purposes if isinstance(p, str))
+        try:
+            purposes = frozenset(p for p in event.purposes if isinstance(p, str))
+        except TypeError:
+            purposes = frozenset()  # no purposes: every purpose-bound field is removed
         try:
             budget = [self.max_nodes]
             props = self._mapping(event.props, 1, budget, purposes)

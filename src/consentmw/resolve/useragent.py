@@ -21,10 +21,11 @@ Parser backends. ``user-agents`` calls ua-parser's legacy ``user_agent_parser.Pa
 1.x API (``ua_parser`` resolvers) runs the same regular expressions in the same order and
 can feed ``user-agents`` the same result (see :func:`_user_agent_from_resolver`); the test
 suite proves the answers identical on a corpus of real user agents. In pure Python the 1.x
-basic resolver is not faster (measured in ``benchmarks/bench_enrich.py``: a few percent
-slower), so it is used only when ua-parser's compiled backend (``ua-parser-rs``, or
-``google-re2``) is installed, which is where it is much faster. ``backend="auto"`` makes
-that choice.
+basic resolver is not faster (measured in ``benchmarks/bench_enrich.py``: about 10 % slower,
+as it runs the same regular expressions with a little more Python around them), so it is
+used only when ua-parser's compiled backend (``ua-parser-rs``, or ``google-re2``) is
+installed, which exists to be faster. ``backend="auto"`` makes that choice. Either way the
+result is cached here, so the parser's speed matters only for user agents not seen before.
 
 Do not use this module to make security decisions: every byte of a user agent is chosen by
 the client.
