@@ -142,6 +142,7 @@ def bench_postgres(n: int, url: str) -> None:
 
 def bench_redis(n: int, url: str) -> None:
     import redis
+
     from consentmw.sinks.redis import RedisStreamSink
 
     events = make_events(n)
