@@ -277,18 +277,60 @@ class DispatchConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConsentModeConfig:
+    """``[consent_mode]``: Google Consent Mode v2.
+
+    ``mapping`` maps each of the seven consent types (``ad_storage`` …
+    ``security_storage``) to the purposes that must all be granted for it to be
+    ``granted``; a type that is not mapped is always ``denied`` (map ``security_storage``
+    to the required purpose to grant it always). ``wait_for_update_ms`` is passed to
+    ``gtag('consent', 'default', …)`` as ``wait_for_update``.
+    """
+
     enabled: bool = False
     mapping: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     wait_for_update_ms: int = 500
 
+    def types(self, granted: frozenset[str]) -> dict[str, str]:
+        """Every consent type as ``"granted"`` or ``"denied"`` for a set of purposes."""
+        return {
+            ctype: "granted"
+            if ctype in self.mapping and all(p in granted for p in self.mapping[ctype])
+            else "denied"
+            for ctype in CONSENT_MODE_TYPES
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class UIConfig:
+    """``[ui]``: what the middleware shows and injects into HTML pages.
+
+    ``banner``: inject the consent banner while the visitor has not decided;
+    ``settings_link``: inject a "Cookie settings" link into every HTML page;
+    ``script_gating``: neutralise ``<script>``, ``<iframe>`` and ``<img>`` tags marked
+    ``data-consent="<purpose>"`` while that purpose is not granted (this makes HTML
+    responses vary by cookie); ``default_language``: the language used when
+    ``Accept-Language`` matches no configured one; ``csp_nonce_environ_key``: the WSGI environ
+    key holding the request's CSP nonce; ``texts``: per language, overrides of the texts
+    named in :attr:`TEXT_KEYS`.
+    """
+
     banner: bool = True
     settings_link: bool = True
     default_language: str = "en"
     csp_nonce_environ_key: str = "csp_nonce"
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    script_gating: bool = True
+
+    #: The texts a ``[ui.texts.<lang>]`` table may override (see ``consentmw.ui.texts``).
+    TEXT_KEYS = (
+        "banner_title", "banner_text", "accept_all", "reject_all", "customise", "save",
+        "back", "always_on", "settings_link", "notice_link", "policy_link", "gpc_honoured",
+        "preferences_title", "preferences_intro", "status_undecided", "status_decided",
+        "receipt", "gpc_on", "gpc_off", "gpc_blocked", "saved", "cookies", "cookie_name",
+        "cookie_purpose", "cookie_lifetime", "cookie_description", "no_cookies",
+        "policy_title", "policy_intro", "policy_version", "history", "purposes",
+        "problem_title", "back_to_site", "policy_changed", "not_found",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -925,8 +967,16 @@ def _parse_consent_mode(s: _Section, ids: frozenset[str]) -> ConsentModeConfig:
             purposes = s.str_list(ctype)
             for purpose in purposes:
                 if purpose not in ids:
-                    raise ConfigError(s.where(ctype), purpose, "use declared purposes")
+                    raise ConfigError(
+                        s.where(ctype), purpose, f"use declared purposes: {', '.join(sorted(ids))}"
+                    )
             mapping[ctype] = purposes
+    if enabled and not mapping:
+        raise ConfigError(
+            s.where("enabled"),
+            True,
+            'map at least one consent type to purposes, e.g. analytics_storage = ["analytics"]',
+        )
     s.done()
     return ConsentModeConfig(enabled, MappingProxyType(mapping), wait)
 
@@ -938,17 +988,28 @@ def _parse_ui(s: _Section) -> UIConfig:
         if not _LANG.match(lang):
             raise ConfigError(t.where(lang), lang, "use a language tag such as en or de")
         entry = t.section(lang)
-        texts[lang] = MappingProxyType({k: entry.text(k) for k in entry.data})
+        texts[lang] = MappingProxyType(
+            {k: entry.text(k) for k in UIConfig.TEXT_KEYS if k in entry.data}
+        )
+        entry.done(UIConfig.TEXT_KEYS)
     t.done()
     lang = s.text("default_language", "en")
     if not _LANG.match(lang):
         raise ConfigError(s.where("default_language"), lang, "use a language tag such as en")
+    nonce_key = s.text("csp_nonce_environ_key", "csp_nonce")
+    if not nonce_key.strip():
+        raise ConfigError(
+            s.where("csp_nonce_environ_key"),
+            nonce_key,
+            "give the WSGI environ key your CSP middleware stores the nonce under",
+        )
     out = UIConfig(
         banner=s.flag("banner", True),
         settings_link=s.flag("settings_link", True),
         default_language=lang,
-        csp_nonce_environ_key=s.text("csp_nonce_environ_key", "csp_nonce"),
+        csp_nonce_environ_key=nonce_key,
         texts=MappingProxyType(texts),
+        script_gating=s.flag("script_gating", True),
     )
     s.done()
     return out

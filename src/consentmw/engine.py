@@ -609,6 +609,9 @@ class Engine:
         out, dependent = self.filter_headers(ctx, headers)
         if self.tracking.page_visits or self.config.tracking.actions:
             self._track_response(ctx, status, out, form)
+        # Before our cookies are written: what the UI injects may start the session (the
+        # banner's CSRF token) and may depend on consent (read here, so marked private below).
+        self.ui.prepare(ctx, status, out)
         try:
             ours = self.our_cookies(ctx)
         except Exception as exc:  # JarOverflowError / TypeError from a nested mutation
