@@ -7,10 +7,12 @@ import os
 import select
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from consentmw.consentlog import GENESIS_HASH, ConsentRecord, verify_chain
 from consentmw.errors import ConfigError, SinkError
 from consentmw.events import Event
 from consentmw.sinks import Sink, open_sink
@@ -118,8 +120,6 @@ def test_fsync_modes(
 def test_consent_records_are_fsynced_whatever_the_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from consentmw.consentlog import ConsentRecord
-
     calls: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
@@ -283,3 +283,32 @@ def test_a_forked_child_takes_its_own_lock(tmp_path: Path) -> None:
     finally:
         os.close(read_end)
         sink.close()
+
+
+def _append_consent(path: Path, worker: int) -> None:
+    sink = JsonlSink(path)
+    try:
+        for i in range(20):
+            sink.append_consent(
+                ConsentRecord(f"w{worker}-{i}", "2024", "s", "v", ("a",), "custom", "c")
+            )
+    finally:
+        sink.close()
+
+
+@pytest.mark.slow
+@fork_warning
+def test_processes_appending_consent_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    pids = [fork_call(lambda w=w: _append_consent(path, w)) for w in range(4)]
+    assert wait_children(pids) == [0, 0, 0, 0]
+    sink = JsonlSink(path)
+    try:
+        records = list(sink.consent_records())
+        # Appending one of them again returns the stored record, not a new one.
+        again = sink.append_consent(replace(records[5], prev_hash=GENESIS_HASH, hash=""))
+    finally:
+        sink.close()
+    assert len(records) == 80
+    assert verify_chain(records) == []
+    assert again == records[5]

@@ -135,6 +135,9 @@ class SQLiteSink:
         self._path = os.fspath(path)
         if not self._path:
             raise ConfigError("sinks", path, "give the SQLite file, e.g. sqlite:///events.db")
+        if self._path == ":memory:" or self._path.startswith("file:"):
+            # Each connection (writer, every reader) would see a database of its own.
+            raise ConfigError("sinks", path, "use a file path, or memory:// for a memory sink")
         if busy_timeout_ms < 0:
             raise ConfigError("busy_timeout_ms", busy_timeout_ms, "use a positive number")
         self._busy_ms = int(busy_timeout_ms)
