@@ -12,9 +12,11 @@ Not for the sinks that filter in Python (memory, JSONL, Redis): they use ``_filt
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError
 from ..events import EVENT_FIELDS
@@ -28,6 +30,7 @@ __all__ = [
     "identifier",
     "query_sql",
     "rectify_sql",
+    "ua_json",
     "where_sql",
 ]
 
@@ -154,3 +157,36 @@ def aggregate_sql(
     # NULL sorts as "" (as MemorySink does), whatever the database's default NULL order is.
     order = ", ".join(f"COALESCE({e}, ''){dialect.collate}" for e in exprs)
     return f"SELECT {cols}, count(*) FROM {table}{where} GROUP BY {cols} ORDER BY {order}", params  # noqa: S608 - fixed names
+
+
+_UA_TEXT = (str, type(None))
+_ABSENT = object()
+
+
+def ua_json(ua: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], str]) -> str | None:
+    """The compact JSON of an event's ``ua``, from ``cache`` when an equal one was encoded.
+
+    Most events of a batch share a handful of user agents, and encoding the dict is most of
+    a sink's per-event work. Only the usual shape is cached (the four keys, text or ``None``
+    values, a real ``bool``): values equal across types (``1 == True``) must not share an
+    entry. Anything else is encoded as it is. ``cache`` belongs to one ``write`` call.
+    """
+    if ua is None:
+        return None
+    if len(ua) == 4:
+        browser = ua.get("browser", _ABSENT)
+        os_name = ua.get("os", _ABSENT)
+        device = ua.get("device", _ABSENT)
+        is_bot = ua.get("is_bot", _ABSENT)
+        if (
+            is_bot.__class__ is bool
+            and browser.__class__ in _UA_TEXT
+            and os_name.__class__ in _UA_TEXT
+            and device.__class__ in _UA_TEXT
+        ):
+            key = (browser, os_name, device, is_bot)
+            text = cache.get(key)
+            if text is None:
+                text = cache[key] = json.dumps(ua, separators=(",", ":"))
+            return text
+    return json.dumps(ua, separators=(",", ":"), allow_nan=False)

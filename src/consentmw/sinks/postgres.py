@@ -26,7 +26,16 @@ from ..consentlog import GENESIS_HASH, ConsentRecord, seal
 from ..errors import ConfigError, MissingDependencyError, SinkError
 from ..events import EVENT_FIELDS, Event
 from ._base import AggregateRow
-from ._sql import COLUMNS, Dialect, aggregate_sql, erase_sql, identifier, query_sql, rectify_sql
+from ._sql import (
+    COLUMNS,
+    Dialect,
+    aggregate_sql,
+    erase_sql,
+    identifier,
+    query_sql,
+    rectify_sql,
+    ua_json,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -465,19 +474,14 @@ def _name(value: str, field: str) -> str:
 def _rows(events: Sequence[Event]) -> list[tuple[Any, ...]]:
     # Duplicates inside one batch collapse here, first one kept, as in every sink.
     dumps = json.dumps
-    ua_json: dict[int, str] = {}
+    ua_cache: dict[tuple[Any, ...], str] = {}
     seen: set[str] = set()
     rows: list[tuple[Any, ...]] = []
     for e in events:
         if e.id in seen:
             continue
         seen.add(e.id)
-        ua = e.ua
-        uj = None
-        if ua is not None:
-            uj = ua_json.get(id(ua))
-            if uj is None:
-                uj = ua_json[id(ua)] = dumps(ua, separators=(",", ":"), allow_nan=False)
+        uj = ua_json(e.ua, ua_cache)
         props = e.props
         rows.append(
             (
