@@ -45,9 +45,9 @@ __all__ = ["STRATEGIES", "PostgresSink"]
 #: How a batch is inserted. ``copy`` streams it with ``COPY`` into a session-private staging
 #: table and moves it over with one ``INSERT … SELECT … ON CONFLICT (id) DO NOTHING``;
 #: ``executemany`` sends one ``INSERT … ON CONFLICT`` per event in pipeline mode. ``copy`` is
-#: the default: it measured about 1.3 times as fast for batches of 500 on a local server (the
-#: benchmark is ``tests/sinks/bench_sinks.py``); most of the time either way is the server
-#: updating the indexes.
+#: the default: with batches of 500 into a local server it measured 41,000 to 45,000 events a
+#: second against 24,000 to 39,000 for ``executemany`` (``tests/sinks/bench_sinks.py``); most
+#: of the time either way is the server updating the indexes.
 STRATEGIES = ("copy", "executemany")
 
 _OWN_OPTIONS = ("statement_timeout", "table", "consent_table", "strategy")
