@@ -293,3 +293,39 @@ def test_processes_appending_consent_keep_one_chain(postgres_url: str) -> None:
         sink.close()
     assert len(records) == 60
     assert verify_chain(records) == []
+
+
+def test_postgres_scheme_alias(postgres_url: str) -> None:
+    sink = open_sink(postgres_url.replace("postgresql://", "postgres://", 1))
+    try:
+        assert isinstance(sink, PostgresSink)
+        sink.write(sample_events()[:1])
+        assert len(list(sink.query())) == 1
+    finally:
+        sink.close()
+
+
+def test_a_lost_connection_is_reopened(postgres_url: str) -> None:
+    sink = PostgresSink(postgres_url)
+    data = sample_events()
+    try:
+        sink.write(data[:3])
+        assert sink._conn is not None
+        backend = sink._conn.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+        # The first write after the server dropped the session may fail, retryably; the next
+        # one runs on a new connection.
+        failure: SinkError | None = None
+        try:
+            sink.write(data[3:6])
+        except SinkError as exc:
+            failure = exc
+            sink.write(data[3:6])
+        assert failure is None or failure.retryable is True
+        sink.write(data[6:])
+        assert sink._conn is not None
+        assert sink._conn.info.backend_pid != backend
+        assert [e.id for e in sink.query()] == [e.id for e in data]
+    finally:
+        sink.close()
