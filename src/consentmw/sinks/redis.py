@@ -261,7 +261,12 @@ class RedisStreamSink:
         )
 
     def erase(self, subject: str) -> int:
-        """Delete the subject's entries from the stream (``XDEL``); return how many."""
+        """Delete the subject's entries from the stream (``XDEL``); return how many.
+
+        The dedup keys stay (they hold only the random event id): an erased event written
+        again within the window is not stored again. Entries a relay already moved on are
+        erased at its target, not here.
+        """
         client = self._client()
         doomed = [
             entry_id
