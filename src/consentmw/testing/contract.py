@@ -245,7 +245,9 @@ class SinkContract:
         return list(sink.query())
 
     def expected_order(self, events: Sequence[Event]) -> list[Event]:
-        """``events`` in arrival order as the sink should return them."""
+        """``events``, given in arrival order, in the order the sink should return them:
+        sorted by ``ts`` (ties in arrival order) if :attr:`orders_by_timestamp`, else as
+        given."""
         if self.orders_by_timestamp:
             return sorted(events, key=lambda e: e.ts)
         return list(events)
