@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Callable, Iterable
 from html import escape
@@ -612,16 +613,22 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         sys.stderr.write("consentmw: --port must be between 0 and 65535\n")
         return 2
-    app = make_app(args.data)
+    # Bind here: werkzeug would print and sys.exit() on a busy port.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        server = make_server("127.0.0.1", args.port, app, threaded=True)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", args.port))
+        listener.listen(128)
     except OSError as exc:
-        app.close()
+        listener.close()
         sys.stderr.write(f"consentmw: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}\n")
         return 2
+    app = make_app(args.data)
+    with listener:
+        server = make_server("127.0.0.1", args.port, app, threaded=True, fd=listener.fileno())
     data = Path(args.data).resolve()
     sys.stdout.write(
-        f"consentmw demo: http://127.0.0.1:{server.server_port}/\n"
+        f"consentmw demo: http://127.0.0.1:{server.port}/\n"
         f"  data: {data} (events.db, secret.key)\n  stop with Ctrl+C\n"
     )
     sys.stdout.flush()

@@ -140,7 +140,8 @@ class UI:
         languages = {ui.default_language, *ui.texts}
         for purpose in config.purposes.values():
             languages.update(purpose.translations)
-        self.languages = tuple(sorted(languages))
+        # The default first: a wildcard ("*") then picks it.
+        self.languages = (ui.default_language, *sorted(languages - {ui.default_language}))
         self._texts: dict[str, Texts] = {lang: texts_for(config, lang) for lang in self.languages}
         self._lang_cache: dict[str, str] = {}
         self._charset_cache: dict[str, bool] = {}

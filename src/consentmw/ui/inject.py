@@ -67,8 +67,9 @@ _TAG_REST = (
     rb"""(?:"[^"]*"|'[^']*'|[^\t\n\f\r "'<>][^\t\n\f\r <>]*(?=[\t\n\f\r >]))""" + _PLAIN + rb")*>"
 )
 _COMMENT_END = re.compile(rb"--!?>")
-#: How far one call of the run regex may look (keeps its backtracking stack small).
-_WINDOW = 256 * 1024
+#: How far one call of the run regex may look: the regex engine's stack grows with the length
+#: it matches (tens of bytes per byte), so long chunks are walked in windows.
+_WINDOW = 8 * 1024
 _RAW_TEXT = frozenset(
     (b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes")
 )
@@ -291,6 +292,9 @@ class Injector:
         while pos < n:
             state = self._state
             if state == "copy":
+                break
+            if self._head is None and self._body is None and not self.gating:
+                self._state = "copy"  # everything inserted, nothing to gate
                 break
             if state == "comment":
                 m = _COMMENT_END.search(data, pos)
