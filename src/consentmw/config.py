@@ -329,7 +329,8 @@ class UIConfig:
         "receipt", "gpc_on", "gpc_off", "gpc_blocked", "saved", "cookies", "cookie_name",
         "cookie_purpose", "cookie_lifetime", "cookie_description", "no_cookies",
         "policy_title", "policy_intro", "policy_version", "history", "purposes",
-        "problem_title", "back_to_site", "policy_changed", "not_found",
+        "problem_title", "back_to_site", "policy_changed", "not_found", "lifetime_day",
+        "lifetime_days", "lifetime_session", "lifetime_unknown",
     )  # fmt: skip
 
 

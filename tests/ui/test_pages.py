@@ -119,7 +119,7 @@ def test_policy_page(make_site: Callable[..., Site]) -> None:
     rows = text.split("<tr>")
     ga = next(r for r in rows if "<code>_ga*</code>" in r)
     assert "Inhalte verbessern" in ga
-    assert "390 days" in ga
+    assert "390 Tage" in ga
     assert "Visitor id" in ga
 
 

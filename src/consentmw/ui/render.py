@@ -235,6 +235,15 @@ def _date(ts: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
+def _lifetime(row: Mapping[str, Any], t: Texts) -> str:
+    days = row.get("max_age_days")
+    if isinstance(days, (int, float)):
+        return t["lifetime_day"] if days == 1 else t.get("lifetime_days", n=f"{days:g}")
+    if row.get("name") and row.get("lifetime") == "until the browser closes":
+        return t["lifetime_session"]
+    return t["lifetime_unknown"]
+
+
 def _cookie_table(
     rows: Iterable[Mapping[str, Any]], t: Texts, titles: Mapping[str, str], *, purpose_column: bool
 ) -> str:
@@ -247,7 +256,7 @@ def _cookie_table(
         if purpose_column:
             purpose = row.get("purpose") or ""
             cells.append(f"<td>{escape(titles.get(purpose, purpose))}</td>")
-        cells.append(f"<td>{escape(str(row.get('lifetime', '')))}</td>")
+        cells.append(f"<td>{escape(_lifetime(row, t))}</td>")
         cells.append(f"<td>{escape(str(row.get('description') or ''))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     head = [f'<th scope="col">{escape(t["cookie_name"])}</th>']

@@ -1,10 +1,11 @@
 """The words of the consent UI, in the languages consentmw ships, and the choice of language.
 
-Every text the banner and the pages show has a key (:attr:`consentmw.config.UIConfig.TEXT_KEYS`).
-English and German ship here; ``[ui.texts.<lang>]`` in the configuration overrides any of them
-or adds a language. Purpose titles and descriptions come from the purposes' own
-``translations``. Placeholders (``{date}``, ``{version}``) are replaced by plain string
-substitution, never ``str.format``, so an operator's braces cannot break a page.
+Every text the banner and the pages show has a key
+(:attr:`consentmw.config.UIConfig.TEXT_KEYS`). English and German ship here;
+``[ui.texts.<lang>]`` in the configuration overrides any of them or adds a language. Purpose
+titles and descriptions come from the purposes' own ``translations``. Placeholders
+(``{date}``, ``{version}``, ``{n}``) are replaced by plain string substitution, never
+``str.format``, so an operator's braces cannot break a page.
 
 Not for application texts: these are consentmw's own words only.
 """
@@ -68,6 +69,10 @@ _EN = {
     "back_to_site": "Back to the site",
     "policy_changed": "Our privacy policy has changed since your last choice. Please choose again.",
     "not_found": "Page not found",
+    "lifetime_day": "1 day",
+    "lifetime_days": "{n} days",
+    "lifetime_session": "until the browser closes",
+    "lifetime_unknown": "not stated",
 }
 
 _DE = {
@@ -124,6 +129,10 @@ _DE = {
         "wählen Sie erneut."
     ),
     "not_found": "Seite nicht gefunden",
+    "lifetime_day": "1 Tag",
+    "lifetime_days": "{n} Tage",
+    "lifetime_session": "bis der Browser geschlossen wird",
+    "lifetime_unknown": "nicht angegeben",
 }
 
 #: The languages consentmw ships, by language tag.

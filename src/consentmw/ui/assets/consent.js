@@ -154,7 +154,7 @@
     firstLayer.hidden = show;
     customise.setAttribute("aria-expanded", show ? "true" : "false");
     if (show) {
-      focusInto(panel.querySelector("input:not([disabled])") || panel);
+      focusInto(panel.querySelector("input[type='checkbox']:not([disabled])") || panel);
     } else {
       focusInto(customise);
     }
