@@ -145,6 +145,7 @@ class UI:
         self._texts: dict[str, Texts] = {lang: texts_for(config, lang) for lang in self.languages}
         self._lang_cache: dict[str, str] = {}
         self._charset_cache: dict[str, bool] = {}
+        self._type_cache: dict[str, bool] = {}
         self._purposes = tuple(config.purposes.values())
         self._optional = config.purpose_ids - config.required
         self._gating = ui.script_gating and bool(self._optional)
@@ -371,6 +372,16 @@ class UI:
                 return False
         if content_type is None:
             return False
+        known = self._type_cache.get(content_type)
+        if known is None:
+            known = self._html_type(content_type)
+            if len(self._type_cache) >= _CACHE_LIMIT:
+                self._type_cache.clear()
+            self._type_cache[content_type] = known
+        return known
+
+    def _html_type(self, content_type: str) -> bool:
+        """Is this an HTML media type in an ASCII-compatible encoding?"""
         media, _, params = content_type.partition(";")
         if media.strip().lower() not in _HTML_TYPES:
             return False

@@ -96,13 +96,15 @@ def _run_regex(start_names: frozenset[bytes], end_names: frozenset[bytes]) -> re
     """
     starts = b"|".join(_anycase(n) for n in sorted(start_names))
     ends = b"|".join(_anycase(n) for n in sorted(end_names)) or b"(?!)"
+    # The most frequent alternatives first: text, end tags, start tags.
     run = (
         rb"(?:[^<]+"
-        rb"|<!--(?:-?>|[\s\S]*?--!?>)"  # a comment
+        rb"|</(?!(?:" + ends + rb")[\t\n\f\r />])" + _TAG_REST
+        + rb"|<(?!(?:" + starts + rb")[\t\n\f\r />])" + _TAG_REST
+        + rb"|<!--(?:-?>|[\s\S]*?--!?>)"  # a comment
         rb"|<!(?!--)[^>]*>|<\?[^>]*>|</>|</(?=[^A-Za-z>])[^>]*>"  # bogus comments
         rb"|<(?=[^A-Za-z!/?])"  # a "<" that starts nothing
-        rb"|<(?!(?:" + starts + rb")[\t\n\f\r />])" + _TAG_REST
-        + rb"|</(?!(?:" + ends + rb")[\t\n\f\r />])" + _TAG_REST + rb")*"
+        rb")*"
     )  # fmt: skip
     # Case-insensitive names by character classes: re.IGNORECASE slows every class down.
     return re.compile(run)
@@ -114,16 +116,13 @@ _RUNS = {
     (True, True): _run_regex(_RAW_TEXT | _GATED | {b"plaintext"}, frozenset((b"body", b"html"))),
     (True, False): _run_regex(_RAW_TEXT | _GATED | {b"plaintext"}, frozenset()),
 }
-_raw_end_cache: dict[bytes, re.Pattern[bytes]] = {}
 
 
-def _raw_end(name: bytes) -> re.Pattern[bytes]:
-    pattern = _raw_end_cache.get(name)
-    if pattern is None:
-        # Compiled once per raw-text element name (a fixed, tiny set).
-        pattern = re.compile(b"</" + re.escape(name) + rb"[\t\n\f\r />]", re.IGNORECASE)
-        _raw_end_cache[name] = pattern
-    return pattern
+#: Where each raw-text element ends: "</name" followed by whitespace, "/" or ">".
+_RAW_END = {
+    name: re.compile(b"</" + re.escape(name) + rb"[\t\n\f\r />]", re.IGNORECASE)
+    for name in _RAW_TEXT
+}
 
 
 def _attr_value(raw: bytes | None) -> str:
@@ -306,7 +305,7 @@ class Injector:
                 self._state = "text"
                 continue
             if state == "raw":
-                m = _raw_end(self._raw).search(data, pos)
+                m = _RAW_END[self._raw].search(data, pos)
                 if m is None:
                     keep = max(emitted, pos, n - len(self._raw) - 2)
                     break
