@@ -207,10 +207,11 @@ class _Writer:
                         self._deliver(batch, final=owner.stopping.is_set())
                 if (self.down or self.replay_pending) and time.monotonic() >= self.next_probe:
                     self._replay(final=owner.stopping.is_set())
-            except Exception:  # the writer must survive anything a sink throws
-                log.exception("consentmw writer for %s failed; batch spooled", self.name)
+            except Exception:  # the writer must survive anything a sink or the spool throws
+                log.exception("consentmw writer for %s failed", self.name)
                 if batch is not None:
                     self._spool(batch, "writer error")
+                self.next_probe = time.monotonic() + self.owner.backoff(0)
             finally:
                 with self.cond:
                     self.busy = False
@@ -421,8 +422,8 @@ class Dispatcher:
 
     def _after_fork(self) -> None:
         # The parent delivers what it queued; the child starts empty, with fresh locks and
-        # its own threads and connections (started with its first event).
-        self.spool.after_fork()
+        # its own threads and connections (started with its first event). The spool
+        # handles its own connection at fork.
         self._init_state()
 
     # -- the request path
@@ -533,7 +534,6 @@ class Dispatcher:
             self._start()
 
     def _replay_consent(self) -> None:
-        assert self._consent_log is not None or not self._consent_pending
         if self._consent_log is None:
             self._consent_pending = False
             return

@@ -17,7 +17,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .consentlog import ConsentRecord
@@ -49,6 +50,19 @@ CREATE TABLE IF NOT EXISTS consent_spool (
 """
 
 
+def _retry_locked(operation: Callable[[], object], attempts: int = 50) -> None:
+    """Run ``operation``, retrying while another process holds the file: switching to WAL
+    does not wait on the busy timeout, so two processes opening the spool at once collide."""
+    for attempt in range(attempts):
+        try:
+            operation()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 class Spool:
     """Spooled events and dead letters in one SQLite file (``path``), or in memory when
     ``path`` is ``None`` (nothing then survives the process)."""
@@ -57,7 +71,29 @@ class Spool:
         self.path = None if path is None else str(path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._inherited: list[sqlite3.Connection] = []
         self._pid = 0
+        # fork() while another thread is inside a transaction would leave SQLite's
+        # in-process lock bookkeeping claiming a lock in the child forever: hold our lock
+        # across the fork, so no operation is in flight.
+        ref = weakref.ref(self)
+
+        def before() -> None:
+            spool = ref()
+            if spool is not None:
+                spool._lock.acquire()
+
+        def after_parent() -> None:
+            spool = ref()
+            if spool is not None:
+                spool._lock.release()
+
+        def after_child() -> None:
+            spool = ref()
+            if spool is not None:
+                spool.after_fork()
+
+        os.register_at_fork(before=before, after_in_parent=after_parent, after_in_child=after_child)
 
     def _db(self) -> sqlite3.Connection:
         # One connection per process: a forked child must not use its parent's.
@@ -66,15 +102,22 @@ class Spool:
             if self.path is not None:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(target, timeout=10.0, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            _retry_locked(lambda: conn.executescript(_SCHEMA))
             self._conn = conn
             self._pid = os.getpid()
         return self._conn
 
     def after_fork(self) -> None:
-        """Forget the parent's connection and lock (called in a forked child)."""
+        """Forget the parent's connection and lock (called in a forked child).
+
+        The parent's connection object is kept alive, never closed here: SQLite must not
+        close (checkpoint, unlock) a connection in a process other than the one that
+        opened it; the child opens its own.
+        """
+        if self._conn is not None:
+            self._inherited.append(self._conn)
         self._conn = None
         self._lock = threading.Lock()
 

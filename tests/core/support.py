@@ -93,7 +93,14 @@ def make_client(clock: Clock) -> Iterator[Callable[..., tuple[consentmw.ConsentM
 
 
 def set_cookie_names(response: Any) -> list[str]:
+    """Every cookie name in the response's ``Set-Cookie`` headers."""
     return [h.split("=", 1)[0].strip() for h in response.headers.getlist("Set-Cookie")]
+
+
+def app_cookies(response: Any) -> list[str]:
+    """The application's cookies that went out (consentmw's own left aside: an HTML page
+    with the banner starts the session that binds the banner's form token)."""
+    return [n for n in set_cookie_names(response) if not n.startswith(("cmw_", "__Host-cmw_"))]
 
 
 def csrf(client: Client) -> str:

@@ -21,6 +21,7 @@ from tests.core.support import (
     choose,
     cookie_app,
     csrf,
+    app_cookies,
     make_config,
     set_cookie_names,
 )
@@ -52,7 +53,7 @@ def test_first_visit_sets_no_cookie_of_an_ungranted_purpose(make_client: Factory
     mw, client = make_client(app)
     r = client.get("/")
     assert r.status_code == 200
-    assert set_cookie_names(r) == ["lang"]  # necessary passes; analytics and marketing removed
+    assert app_cookies(r) == ["lang"]  # necessary passes; analytics and marketing removed
     assert not seen(calls).decided and seen(calls).granted == {"necessary"}
     assert r.headers["Vary"] == "Cookie" and "private" in r.headers["Cache-Control"]
     assert mw.stats()["middleware"]["cookies_blocked"] == 2
@@ -64,22 +65,22 @@ def test_choices_are_enforced_in_the_same_response(make_client: Factory) -> None
     r = choose(client, "custom", ("analytics",))
     assert r.status_code == 303 and r.headers["Location"] == "/"
     r = client.get("/")
-    assert set_cookie_names(r) == ["_ga_ABC"]
+    assert app_cookies(r) == ["_ga_ABC"]
     assert seen(calls).decided and seen(calls).allows("analytics") and not seen(calls).allows("marketing")
     choose(client, "accept_all")
-    assert sorted(set_cookie_names(client.get("/"))) == ["_ga_ABC", "promo"]
+    assert sorted(app_cookies(client.get("/"))) == ["_ga_ABC", "promo"]
     choose(client, "reject_all")
-    assert set_cookie_names(client.get("/")) == []
+    assert app_cookies(client.get("/")) == []
 
 
 def test_gpc_turns_marketing_off_for_the_request(make_client: Factory) -> None:
     app, calls = recording_app("promo=1")
     _, client = make_client(app)
     choose(client, "accept_all")
-    assert set_cookie_names(client.get("/", headers={"Sec-GPC": "1"})) == []
+    assert app_cookies(client.get("/", headers={"Sec-GPC": "1"})) == []
     assert seen(calls).source == "gpc"
-    assert set_cookie_names(client.get("/", headers={"Sec-GPC": "true"})) == ["promo"]
-    assert set_cookie_names(client.get("/")) == ["promo"]
+    assert app_cookies(client.get("/", headers={"Sec-GPC": "true"})) == ["promo"]
+    assert app_cookies(client.get("/")) == ["promo"]
 
 
 @pytest.mark.parametrize(
@@ -92,20 +93,20 @@ def test_gpc_turns_marketing_off_for_the_request(make_client: Factory) -> None:
 )
 def test_undeclared_cookies(make_client: Factory, policy: str, kept: list[str], counter: str | None) -> None:
     mw, client = make_client(cookie_app("tracker=1"), make_config(cookie_settings={"undeclared": policy}))
-    assert set_cookie_names(client.get("/")) == kept
+    assert app_cookies(client.get("/")) == kept
     if counter:
         assert mw.stats()["middleware"][counter] == 1
 
 
 def test_deleting_an_ungranted_cookie_is_allowed_and_ours_are_reserved(make_client: Factory) -> None:
     mw, client = make_client(cookie_app("_ga=; Max-Age=0; Path=/", "cmw_prefs=forged", "undeclared=; Expires=Thu, 01 Jan 1970 00:00:00 GMT"))
-    assert set_cookie_names(client.get("/")) == ["_ga", "undeclared"]
+    assert app_cookies(client.get("/")) == ["_ga", "undeclared"]
     assert mw.stats()["middleware"]["reserved_cookie_blocked"] == 1
 
 
 def test_necessary_cookies_named_by_an_integration_pass(make_client: Factory) -> None:
     _, client = make_client(cookie_app("session=abc"), necessary_cookies=["session"])
-    assert set_cookie_names(client.get("/")) == ["session"]
+    assert app_cookies(client.get("/")) == ["session"]
 
 
 def test_withdrawal_expires_the_withdrawn_purposes_cookies(make_client: Factory) -> None:
@@ -262,7 +263,7 @@ def test_any_cookie_header_gives_a_normal_response(make_client: Factory, header:
     mw, client = test_any_cookie_header_gives_a_normal_response._mw  # type: ignore[attr-defined]
     r = client.get("/", environ_overrides={"HTTP_COOKIE": header})
     assert r.status_code == 200
-    assert set_cookie_names(r) == []
+    assert app_cookies(r) == []
 
 
 # ---------------------------------------------------------------- property (b)
@@ -645,7 +646,7 @@ def test_lazy_start_response_generators_are_filtered(make_client: Factory) -> No
 
     _, client = make_client(app)
     r = client.get("/")
-    assert r.get_data() == b"ab" and set_cookie_names(r) == []
+    assert r.get_data() == b"ab" and app_cookies(r) == []
 
 
 def test_ctx_visitor_without_tracking_consent(make_client: Factory) -> None:
