@@ -107,6 +107,16 @@ _MARKETING_JS = """/* A stand-in for a marketing tag, gated on "marketing". */
 })();
 """
 
+_DEMO_JS = """/* The demo's own script: shows a choice made in the banner without a reload, through
+   the "consentmw:change" event the banner script dispatches with the new state. */
+document.addEventListener("consentmw:change", function (event) {
+  var el = document.getElementById("consent-status");
+  if (el && event.detail && event.detail.granted) {
+    el.textContent = "granted: " + event.detail.granted.join(", ") + "; decided: yes";
+  }
+});
+"""
+
 # A 1x1 transparent GIF (the "tracking pixel", gated on marketing).
 _PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
@@ -294,7 +304,8 @@ def _layout(request: Request, title: str, body: str, *, scripts: str = "") -> st
         f'<!doctype html><html lang="en" data-theme="{theme}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)} · Example Shop</title>"
-        f'<link rel="stylesheet" href="/static/demo.css" nonce="{nonce}"></head><body>'
+        f'<link rel="stylesheet" href="/static/demo.css" nonce="{nonce}">'
+        f'<script src="/static/demo.js" defer nonce="{nonce}"></script></head><body>'
         '<header><div class="wrap bar"><a class="brand" href="/">Example Shop</a>'
         f'<nav aria-label="Main">{nav}</nav></div></header>'
         f'<main class="wrap">{body}</main>'
@@ -505,6 +516,7 @@ def _static(request: Request) -> Response:
         "demo.css": (_STYLE.encode(), "text/css"),
         "analytics.js": (_ANALYTICS_JS.encode(), "text/javascript"),
         "marketing.js": (_MARKETING_JS.encode(), "text/javascript"),
+        "demo.js": (_DEMO_JS.encode(), "text/javascript"),
         "pixel.gif": (_PIXEL, "image/gif"),
     }
     found = files.get(name)

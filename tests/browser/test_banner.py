@@ -204,6 +204,7 @@ def test_customise_grants_analytics_only_without_a_reload(visit: Visit) -> None:
     )
     assert visit.js("window.__sameDocument") is True
     expect(page.locator("#analytics-status")).to_contain_text("running")
+    expect(page.locator("#consent-status")).to_contain_text("granted: analytics, necessary")
     assert "_ga_demo" in visit.cookies()
     assert not visit.cookies() & MARKETING_COOKIES
     assert visit.js("window.demoMarketing") is None
@@ -331,3 +332,26 @@ def test_without_javascript_customise_goes_through_the_preferences_page(
     expect(page.locator("#consent-status")).to_contain_text("analytics")
     assert "demo_visits" in no_js_visit.cookies()
     assert not no_js_visit.cookies() & MARKETING_COOKIES
+
+
+def test_a_failed_json_request_falls_back_to_the_form(visit: Visit) -> None:
+    page = visit.page
+
+    def refuse_fetch(route: Any) -> None:
+        if route.request.resource_type == "fetch":
+            route.fulfill(status=503, body="down")
+        else:
+            route.continue_()
+
+    page.route("**/_consent", refuse_fetch)
+    page.goto("/docs")
+    visit.js("window.__sameDocument = true")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Accept all", exact=True).click()
+    # The plain form POST went through and came back to the page.
+    assert page.url.endswith("/docs")
+    assert visit.js("window.__sameDocument") is None
+    assert page.locator("#cmw-banner").count() == 0
+    page.wait_for_function("() => window.demoAnalytics === 1 && window.demoMarketing === true")
+    # The refused fetch is the one console error this test expects.
+    visit.problems = [p for p in visit.problems if "503" not in p]

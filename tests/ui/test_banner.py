@@ -59,6 +59,14 @@ def test_banner_returns_when_the_policy_version_changes(make_site: Callable[...,
     assert "Our privacy policy has changed" in data
 
 
+def test_notice_model_banner_shows_once(make_site: Callable[..., Site]) -> None:
+    site = make_site(policy={"model": "notice"})
+    first = site.get("/").get_data(as_text=True)
+    assert 'id="cmw-banner"' in first
+    # Carrying on after the notice is the acceptance: no banner on the next page.
+    assert BANNER not in site.get("/next").get_data()
+
+
 def test_banner_can_be_turned_off(make_site: Callable[..., Site]) -> None:
     site = make_site(ui={"banner": False})
     data = site.get("/").get_data()

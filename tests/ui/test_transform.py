@@ -3,7 +3,9 @@ that Content-Length, validators, caching headers and close() are always right.""
 
 from __future__ import annotations
 
+import gc
 import gzip
+import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -237,3 +239,37 @@ def test_a_page_the_app_writes_in_many_tiny_chunks(make_site: Callable[..., Site
     assert b'data-src="/a.js" type="text/plain"' in data
     assert b"data-src=/p.gif" in data
     assert data.count(BANNER) == 1
+
+
+def test_a_20_mb_generator_body_through_the_middleware(make_site: Callable[..., Site]) -> None:
+    row = b'<tr><td><a href="/x?a=1" title="t>">x</a></td><td data-consent="analytics">y</td></tr>'
+    chunk = row * (64 * 1024 // len(row))
+    count = 20 * 1024 * 1024 // len(chunk) + 1
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        yield b"<!doctype html><html><head></head><body><table>"
+        for _ in range(count):
+            yield chunk
+        yield b"</table></body></html>"
+
+    site = make_site(app)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        _, headers, body = call(site.mw)
+        total = banners = 0
+        tail = b""
+        for part in body:
+            total += len(part)
+            banners += part.count(BANNER)
+            tail = (tail + part)[-64:]
+        body.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total > 20 * 1024 * 1024
+    assert banners == 1
+    assert tail.endswith(b"</script></body></html>")
+    assert header(headers, "Content-Length") is None
+    assert peak < 2 * 1024 * 1024, peak

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ..context import RequestContext
     from ..engine import Engine
 
-__all__ = ["UI", "InjectionPlan", "Route"]
+__all__ = ["PLAN_KEY", "UI", "InjectionPlan", "Route"]
 
 #: Where :meth:`UI.prepare` leaves its decision for :meth:`UI.transform`.
 PLAN_KEY = "consentmw.ui.plan"

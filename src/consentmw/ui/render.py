@@ -8,6 +8,9 @@ Content Security Policy; the CSP nonce, when there is one, goes on every ``<scri
 ``<link>``.
 
 The banner is a ``<form>`` that works without JavaScript; ``consent.js`` enhances it.
+
+Not an extension point: the markup, ids and classes are the contract between these
+functions, ``consent.js`` and ``consent.css``; change the words through ``[ui.texts]``.
 """
 
 from __future__ import annotations
