@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-POSTGRES_URL = os.environ.get("CONSENTMW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "CONSENTMW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("CONSENTMW_TEST_REDIS", "redis://127.0.0.1:6379/0")
 CHROMIUM = os.environ.get("CONSENTMW_CHROMIUM", "/usr/bin/chromium")
 
@@ -24,7 +26,9 @@ CHROMIUM = os.environ.get("CONSENTMW_CHROMIUM", "/usr/bin/chromium")
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
+        ):
             return True
     except OSError:
         return False
@@ -96,7 +100,9 @@ def redis_url(redis_server: str) -> Iterator[str]:
 def chromium_path() -> str:
     path = shutil.which(CHROMIUM) or (CHROMIUM if os.path.exists(CHROMIUM) else None)
     if path is None:
-        _missing(f"Chromium at {CHROMIUM} (apt-get install -y chromium)", "CONSENTMW_REQUIRE_BROWSER")
+        _missing(
+            f"Chromium at {CHROMIUM} (apt-get install -y chromium)", "CONSENTMW_REQUIRE_BROWSER"
+        )
     try:
         import playwright  # noqa: F401
     except ImportError:

@@ -75,9 +75,26 @@ _SINK_SCHEMES = ("memory", "jsonl", "sqlite", "postgresql", "postgres", "redis")
 _CONSENT_LOG_SCHEMES = ("memory", "jsonl", "sqlite", "postgresql", "postgres")
 
 _DEFAULT_STATIC = (
-    ".css", ".js", ".mjs", ".map", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".avif",
-    ".ico", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".txt", ".xml",
-)  # fmt: skip
+    ".css",
+    ".js",
+    ".mjs",
+    ".map",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".webp",
+    ".avif",
+    ".ico",
+    ".woff",
+    ".woff2",
+    ".ttf",
+    ".otf",
+    ".eot",
+    ".txt",
+    ".xml",
+)
 
 
 # --------------------------------------------------------------------------- values
@@ -90,7 +107,8 @@ class SiteConfig:
     mount: str = "/_consent"
 
     def __repr__(self) -> str:  # never show the keys
-        return f"SiteConfig(name={self.name!r}, secret_keys=<{len(self.secret_keys)} keys>, mount={self.mount!r})"
+        keys = f"<{len(self.secret_keys)} keys>"
+        return f"SiteConfig(name={self.name!r}, secret_keys={keys}, mount={self.mount!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,15 +341,47 @@ class UIConfig:
 
     #: The texts a ``[ui.texts.<lang>]`` table may override (see ``consentmw.ui.texts``).
     TEXT_KEYS = (
-        "banner_title", "banner_text", "accept_all", "reject_all", "customise", "save",
-        "back", "always_on", "settings_link", "notice_link", "policy_link", "gpc_honoured",
-        "preferences_title", "preferences_intro", "status_undecided", "status_decided",
-        "receipt", "gpc_on", "gpc_off", "gpc_blocked", "saved", "cookies", "cookie_name",
-        "cookie_purpose", "cookie_lifetime", "cookie_description", "no_cookies",
-        "policy_title", "policy_intro", "policy_version", "history", "purposes",
-        "problem_title", "back_to_site", "policy_changed", "not_found", "lifetime_day",
-        "lifetime_days", "lifetime_session", "lifetime_unknown",
-    )  # fmt: skip
+        "banner_title",
+        "banner_text",
+        "accept_all",
+        "reject_all",
+        "customise",
+        "save",
+        "back",
+        "always_on",
+        "settings_link",
+        "notice_link",
+        "policy_link",
+        "gpc_honoured",
+        "preferences_title",
+        "preferences_intro",
+        "status_undecided",
+        "status_decided",
+        "receipt",
+        "gpc_on",
+        "gpc_off",
+        "gpc_blocked",
+        "saved",
+        "cookies",
+        "cookie_name",
+        "cookie_purpose",
+        "cookie_lifetime",
+        "cookie_description",
+        "no_cookies",
+        "policy_title",
+        "policy_intro",
+        "policy_version",
+        "history",
+        "purposes",
+        "problem_title",
+        "back_to_site",
+        "policy_changed",
+        "not_found",
+        "lifetime_day",
+        "lifetime_days",
+        "lifetime_session",
+        "lifetime_unknown",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,8 +428,9 @@ class Config:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(
-                    "(file)", str(path), f"cannot read it ({exc.strerror}); pass the path of "
-                    "a consentmw.toml"
+                    "(file)",
+                    str(path),
+                    f"cannot read it ({exc.strerror}); pass the path of a consentmw.toml",
                 ) from None
             except UnicodeDecodeError:
                 raise ConfigError("(file)", str(path), "save the file as UTF-8") from None
@@ -540,8 +591,12 @@ class _Section:
         for key in self.data:
             if key not in allowed:
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else (
-                    f"known keys here: {', '.join(sorted(allowed))}" if allowed else "remove it"
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else (
+                        f"known keys here: {', '.join(sorted(allowed))}" if allowed else "remove it"
+                    )
                 )
                 raise ConfigError(self.where(key), self.data[key], f"unknown key; {hint}")
 
@@ -558,8 +613,10 @@ def _attr(section: _Section, key: str, value: str) -> str:
     """A value that ends up inside a Set-Cookie header: no CR/LF/NUL, no ``;`` or ``,``."""
     if _BAD_ATTR_CHARS.search(value):
         raise ConfigError(
-            section.where(key), value, "remove control characters (CR, LF), ';' and ',': the "
-            "value goes into a Set-Cookie header"
+            section.where(key),
+            value,
+            "remove control characters (CR, LF), ';' and ',': the "
+            "value goes into a Set-Cookie header",
         )
     return value
 
@@ -621,8 +678,10 @@ def _parse_site(s: _Section) -> SiteConfig:
             value = os.environ.get(var)
             if not var or value is None:
                 raise ConfigError(
-                    where, item, f"the environment variable {var or '(empty name)'} is not set; "
-                    f"set it to one or more comma-separated keys (consentmw keys generate)"
+                    where,
+                    item,
+                    f"the environment variable {var or '(empty name)'} is not set; "
+                    f"set it to one or more comma-separated keys (consentmw keys generate)",
                 )
             parts = [p.strip() for p in value.split(",") if p.strip()]
             if not parts:
@@ -633,7 +692,8 @@ def _parse_site(s: _Section) -> SiteConfig:
             keys.append(_check_key(where, item, hide=False))
     if not keys:
         raise ConfigError(
-            s.where("secret_keys"), list(raw),
+            s.where("secret_keys"),
+            list(raw),
             "give at least one key of 16 or more bytes (consentmw keys generate prints one)",
         )
     mount = s.text("mount", "/_consent")
@@ -648,8 +708,10 @@ def _check_key(where: str, key: str, *, hide: bool) -> bytes:
     if len(raw) < _MIN_KEY_BYTES:
         shown = "(hidden)" if hide else f"({len(raw)} bytes)"
         raise ConfigError(
-            where, shown, f"a secret key needs at least {_MIN_KEY_BYTES} bytes; "
-            "generate one with: consentmw keys generate"
+            where,
+            shown,
+            f"a secret key needs at least {_MIN_KEY_BYTES} bytes; "
+            "generate one with: consentmw keys generate",
         )
     return raw
 
@@ -657,15 +719,19 @@ def _check_key(where: str, key: str, *, hide: bool) -> bytes:
 def _parse_purposes(s: _Section) -> dict[str, Purpose]:
     if not s.data:
         raise ConfigError(
-            "purposes", _MISSING, "declare at least one purpose, e.g. [purposes.necessary] "
-            'title = "Strictly necessary" required = true'
+            "purposes",
+            _MISSING,
+            "declare at least one purpose, e.g. [purposes.necessary] "
+            'title = "Strictly necessary" required = true',
         )
     out: dict[str, Purpose] = {}
     for pid in s.data:
         if not _PURPOSE_ID.match(pid):
             raise ConfigError(
-                s.where(pid), pid, "a purpose id is lower-case letters, digits, '_' or '-', "
-                "starting with a letter, at most 32 characters"
+                s.where(pid),
+                pid,
+                "a purpose id is lower-case letters, digits, '_' or '-', "
+                "starting with a letter, at most 32 characters",
             )
         p = s.section(pid)
         translations: dict[str, Mapping[str, str]] = {}
@@ -694,8 +760,11 @@ def _parse_purposes(s: _Section) -> dict[str, Purpose]:
 def _parse_policy(s: _Section, ids: frozenset[str]) -> PolicyConfig:
     version = s.text("version", "1")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", version):
-        raise ConfigError(s.where("version"), version, "use letters, digits, '.', '_' or '-' "
-                          "(at most 32), e.g. a date: 2014-12-12")  # fmt: skip
+        raise ConfigError(
+            s.where("version"),
+            version,
+            "use letters, digits, '.', '_' or '-' (at most 32), e.g. a date: 2014-12-12",
+        )
     model = s.choice("model", MODELS, "opt-in")
     max_age = s.integer("consent_max_age_days", 180, minimum=1, maximum=3650)
     url = s.text("url", None)
@@ -729,16 +798,24 @@ def _parse_cookies(root: _Section, ids: frozenset[str]) -> tuple[CookieRule, ...
             try:
                 pattern = re.compile(name)
             except re.error as exc:
-                raise ConfigError(c.where("name"), name, f"fix the regular expression: {exc}") from None
+                raise ConfigError(
+                    c.where("name"), name, f"fix the regular expression: {exc}"
+                ) from None
         elif not _COOKIE_NAME.match(name):
-            raise ConfigError(c.where("name"), name, "a cookie name is letters, digits and "
-                              "!#$%&'*+-.^_`|~ only (no spaces, '=', ';')")  # fmt: skip
+            raise ConfigError(
+                c.where("name"),
+                name,
+                "a cookie name is letters, digits and !#$%&'*+-.^_`|~ only (no spaces, '=', ';')",
+            )
         if name.lower().lstrip("_").startswith(("cmw_", "host-cmw_", "secure-cmw_")):
             raise ConfigError(c.where("name"), name, "cmw_ cookies are consentmw's own")
         purpose = c.text("purpose")
         if purpose not in ids:
-            raise ConfigError(c.where("purpose"), purpose,
-                              f"declare [purposes.{purpose}] or use one of {', '.join(sorted(ids))}")  # fmt: skip
+            raise ConfigError(
+                c.where("purpose"),
+                purpose,
+                f"declare [purposes.{purpose}] or use one of {', '.join(sorted(ids))}",
+            )
         rules.append(
             CookieRule(
                 name=name,
@@ -758,8 +835,11 @@ def _parse_cookie_settings(s: _Section) -> CookieSettings:
     if domain is not None:
         _attr(s, "domain", domain)
         if not _DOMAIN.match(domain) or "." not in domain.strip("."):
-            raise ConfigError(s.where("domain"), domain,
-                              "give the parent domain, e.g. .example.com (omit for host-only)")  # fmt: skip
+            raise ConfigError(
+                s.where("domain"),
+                domain,
+                "give the parent domain, e.g. .example.com (omit for host-only)",
+            )
     secure = s.flag("secure", True)
     samesite = s.text("samesite", "Lax")
     _attr(s, "samesite", samesite)
@@ -767,8 +847,11 @@ def _parse_cookie_settings(s: _Section) -> CookieSettings:
     if canonical is None:
         raise ConfigError(s.where("samesite"), samesite, "must be Lax, Strict or None")
     if canonical == "None" and not secure:
-        raise ConfigError(s.where("samesite"), samesite,
-                          "SameSite=None needs secure = true (browsers reject it otherwise)")  # fmt: skip
+        raise ConfigError(
+            s.where("samesite"),
+            samesite,
+            "SameSite=None needs secure = true (browsers reject it otherwise)",
+        )
     path = _attr(s, "path", s.text("path", "/"))
     if not path.startswith("/"):
         raise ConfigError(s.where("path"), path, "must start with /")
@@ -818,17 +901,24 @@ def _parse_tracking(s: _Section, ids: frozenset[str]) -> TrackingConfig:
     default_purpose = "analytics" if "analytics" in ids else None
     purpose = s.text("tracking_purpose", default_purpose)
     if purpose is not None and purpose not in ids:
-        raise ConfigError(s.where("tracking_purpose"), purpose,
-                          f"use a declared purpose: {', '.join(sorted(ids))}")  # fmt: skip
+        raise ConfigError(
+            s.where("tracking_purpose"),
+            purpose,
+            f"use a declared purpose: {', '.join(sorted(ids))}",
+        )
     ignore_paths = s.str_list("ignore_paths", ())
-    exts = tuple(e.lower() if e.startswith(".") else "." + e.lower()
-                 for e in s.str_list("ignore_extensions", _DEFAULT_STATIC))  # fmt: skip
+    exts = tuple(
+        e.lower() if e.startswith(".") else "." + e.lower()
+        for e in s.str_list("ignore_extensions", _DEFAULT_STATIC)
+    )
     actions: list[ActionRule] = []
     for i, entry in enumerate(s.get("actions", (list, tuple), [])):
         a = _Section(entry, f"{s.where('actions')}[{i}]")
         name = a.text("name")
         if not re.fullmatch(r"[a-z][a-z0-9_.-]{0,63}", name):
-            raise ConfigError(a.where("name"), name, "use lower-case letters, digits, '_', '.', '-'")
+            raise ConfigError(
+                a.where("name"), name, "use lower-case letters, digits, '_', '.', '-'"
+            )
         method = a.text("method", "*").upper()
         if method != "*" and not re.fullmatch(r"[A-Z]{1,16}", method):
             raise ConfigError(a.where("method"), method, "give an HTTP method such as POST, or *")
@@ -837,14 +927,20 @@ def _parse_tracking(s: _Section, ids: frozenset[str]) -> TrackingConfig:
         if on_response is not None and on_response != "attachment":
             raise ConfigError(a.where("on_response"), on_response, 'the only value is "attachment"')
         if path is None and on_response is None:
-            raise ConfigError(a.where("path"), _MISSING,
-                              'give a path pattern (e.g. "/forums/*/post") or on_response')  # fmt: skip
+            raise ConfigError(
+                a.where("path"),
+                _MISSING,
+                'give a path pattern (e.g. "/forums/*/post") or on_response',
+            )
         if path is not None and not path.startswith("/"):
             raise ConfigError(a.where("path"), path, "a path pattern starts with /")
         rule_purpose = a.text("purpose", None)
         if rule_purpose is not None and rule_purpose not in ids:
-            raise ConfigError(a.where("purpose"), rule_purpose,
-                              f"use a declared purpose: {', '.join(sorted(ids))}")  # fmt: skip
+            raise ConfigError(
+                a.where("purpose"),
+                rule_purpose,
+                f"use a declared purpose: {', '.join(sorted(ids))}",
+            )
         capture = a.str_list("capture", ())
         a.done()
         actions.append(
@@ -875,7 +971,9 @@ def _parse_tracking(s: _Section, ids: frozenset[str]) -> TrackingConfig:
 def _parse_resolve(s: _Section, ids: frozenset[str], tracking_purpose: str | None) -> ResolveConfig:
     hook = s.text("email_hook", None)
     if hook is not None and not _HOOK.match(hook):
-        raise ConfigError(s.where("email_hook"), hook, "use 'module:function', e.g. myapp.auth:current_email")
+        raise ConfigError(
+            s.where("email_hook"), hook, "use 'module:function', e.g. myapp.auth:current_email"
+        )
     domain_purpose = s.text("domain_purpose", tracking_purpose)
     if domain_purpose is not None and domain_purpose not in ids:
         raise ConfigError(s.where("domain_purpose"), domain_purpose, "use a declared purpose")
@@ -913,15 +1011,20 @@ def _check_sink_url(s: _Section, key: str, url: str, schemes: Sequence[str], fix
     if not sep or scheme.lower() not in schemes:
         raise ConfigError(s.where(key), url, fix)
     if scheme in ("sqlite", "jsonl") and not rest.lstrip("/"):
-        raise ConfigError(s.where(key), url, f"give a file: {scheme}:///relative.db or "
-                          f"{scheme}:////absolute/path.db")  # fmt: skip
+        raise ConfigError(
+            s.where(key),
+            url,
+            f"give a file: {scheme}:///relative.db or {scheme}:////absolute/path.db",
+        )
     return url
 
 
 def _parse_sinks(s: _Section) -> SinksConfig:
     events = s.str_list("events", ("sqlite:///consentmw.db",))
     if not events:
-        raise ConfigError(s.where("events"), [], 'list at least one sink URL, e.g. "sqlite:///events.db"')
+        raise ConfigError(
+            s.where("events"), [], 'list at least one sink URL, e.g. "sqlite:///events.db"'
+        )
     fix = "use memory://, jsonl://, sqlite://, postgresql:// or redis://…?stream=name"
     for i, url in enumerate(events):
         _check_sink_url(s, f"events[{i}]", url, _SINK_SCHEMES, fix)
@@ -929,13 +1032,20 @@ def _parse_sinks(s: _Section) -> SinksConfig:
     consent_log = s.text("consent_log", None)
     if consent_log is None:
         consent_log = default_log
-        where_fix = ("the first events sink is Redis, which cannot keep a hash chain across "
-                     "hosts; set sinks.consent_log to a sqlite:// or postgresql:// URL")  # fmt: skip
+        where_fix = (
+            "the first events sink is Redis, which cannot keep a hash chain across "
+            "hosts; set sinks.consent_log to a sqlite:// or postgresql:// URL"
+        )
         _check_sink_url(s, "events[0]", consent_log, _CONSENT_LOG_SCHEMES, where_fix)
     else:
-        _check_sink_url(s, "consent_log", consent_log, _CONSENT_LOG_SCHEMES,
-                        "use memory://, jsonl://, sqlite:// or postgresql:// (Redis cannot keep "
-                        "a hash chain across hosts)")  # fmt: skip
+        _check_sink_url(
+            s,
+            "consent_log",
+            consent_log,
+            _CONSENT_LOG_SCHEMES,
+            "use memory://, jsonl://, sqlite:// or postgresql:// (Redis cannot keep "
+            "a hash chain across hosts)",
+        )
     s.done()
     return SinksConfig(events=events, consent_log=consent_log)
 
@@ -1019,7 +1129,9 @@ def _parse_ui(s: _Section) -> UIConfig:
 def _parse_optout(s: _Section) -> OptoutConfig:
     base = s.text("base_url", None)
     if base is not None and (not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", base)):
-        raise ConfigError(s.where("base_url"), base, "give an absolute URL, e.g. https://shop.example.com")
+        raise ConfigError(
+            s.where("base_url"), base, "give an absolute URL, e.g. https://shop.example.com"
+        )
     out = OptoutConfig(
         base_url=base.rstrip("/") if base else None,
         max_age_days=s.integer("max_age_days", 60, minimum=30, maximum=3650),

@@ -174,7 +174,11 @@ def decide(
         model = config.jurisdictions.model_for(country, policy.model)
     required = config.required
     version = policy.version
-    if stored is not None and stored.decided and now - stored.decided_at > policy.consent_max_age_days * _DAY:
+    if (
+        stored is not None
+        and stored.decided
+        and now - stored.decided_at > policy.consent_max_age_days * _DAY
+    ):
         stored = replace(stored, granted=frozenset(), decided_at=0, version="", mechanism="")
 
     accepted_by_notice = False
@@ -245,13 +249,19 @@ def apply_choice(
     else:
         raise ValueError(f"unknown choice {choice!r}")
     mechanism = choice
-    if previous is not None and previous.decided and (previous.granted & config.purpose_ids) - granted:
+    if (
+        previous is not None
+        and previous.decided
+        and (previous.granted & config.purpose_ids) - granted
+    ):
         mechanism = "withdraw"
     consent_id = previous.consent_id if previous is not None and previous.consent_id else new_id()
     visitor_id = None
     tracking = config.tracking.tracking_purpose
     if tracking is not None and tracking in granted:
-        visitor_id = previous.visitor_id if previous is not None and previous.visitor_id else new_id()
+        visitor_id = (
+            previous.visitor_id if previous is not None and previous.visitor_id else new_id()
+        )
     stored = StoredConsent(
         granted=frozenset(granted),
         version=config.policy.version,

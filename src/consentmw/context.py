@@ -107,7 +107,8 @@ class RequestContext:
         self.extra_set_cookies: list[str] = []
 
     def __repr__(self) -> str:
-        return f"<RequestContext {self.environ.get('REQUEST_METHOD')} {self.environ.get('PATH_INFO')!r}>"
+        method, path = self.environ.get("REQUEST_METHOD"), self.environ.get("PATH_INFO")
+        return f"<RequestContext {method} {path!r}>"
 
     # -- cookies
 

@@ -159,9 +159,7 @@ class CookieWriter:
         self.path = path
         self.domain = domain
 
-    def set(
-        self, name: str, value: str, *, max_age: float | None, shared: bool = False
-    ) -> str:
+    def set(self, name: str, value: str, *, max_age: float | None, shared: bool = False) -> str:
         """A ``Set-Cookie`` value. ``shared``: carry the configured ``Domain`` (prefs only);
         ``__Host-`` cookies are always host-only with ``Path=/``."""
         host_only = name.startswith("__Host-") or not shared

@@ -269,7 +269,9 @@ class _Writer:
             self.owner.spool.dead_letter(self.name, batch, error)
             self.dead += 1
             self.owner.dead_lettered.add()
-            log.error("consentmw sink %s rejected event %s: %s", self.name, batch[0].id, error[:200])
+            log.error(
+                "consentmw sink %s rejected event %s: %s", self.name, batch[0].id, error[:200]
+            )
             return
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
@@ -486,7 +488,7 @@ class Dispatcher:
             self._start()
 
     def backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter: ``base * 2**attempt``, capped, times 0.5–1."""
+        """Exponential backoff with jitter: ``base * 2**attempt``, capped, times 0.5 to 1."""
         delay = min(self.retry_max, self.retry_base * (2 ** min(attempt, 30)))
         return float(delay * (0.5 + self._rng() / 2))
 
@@ -617,11 +619,7 @@ class Dispatcher:
         return n
 
     def _settled(self) -> bool:
-        return (
-            not self.queue
-            and not self._routing
-            and all(w.idle() for w in self._writers)
-        )
+        return not self.queue and not self._routing and all(w.idle() for w in self._writers)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is written or spooled; ``False`` on timeout."""

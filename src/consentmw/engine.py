@@ -11,6 +11,7 @@ values: header lists and :class:`~consentmw.endpoints.Response` objects.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -74,7 +75,7 @@ def default_spool_path(config: Config) -> str | None:
         return None
     if setting != "auto":
         return setting
-    urls = list(config.sinks.events) + [config.sinks.consent_log]
+    urls = [*config.sinks.events, config.sinks.consent_log]
     for url in urls:
         if url.startswith(("sqlite://", "jsonl://")):
             return url_path(url) + ".spool"
@@ -154,10 +155,14 @@ class Engine:
                 self.sinks[url] = open_sink(url)
         log_sink = self.sinks[config.sinks.consent_log]
         if not isinstance(log_sink, ConsentLogSink):
-            raise TypeError(f"the consent log sink {safe_url(config.sinks.consent_log)} cannot keep a chain")
+            raise TypeError(
+                f"the consent log sink {safe_url(config.sinks.consent_log)} cannot keep a chain"
+            )
         self.consent_log: ConsentLogSink = log_sink
         self.consent_log_name = safe_url(config.sinks.consent_log)
         self.spool = Spool(default_spool_path(config))
+        self.ip_salt: Any = None
+        self.resolver: Any = None
         self.enricher = self._build_enricher()
         dc = config.dispatch
         self.dispatcher = Dispatcher(
@@ -172,7 +177,7 @@ class Engine:
             retry_base=dc.retry_base_ms / 1000.0,
             retry_max=dc.retry_max_ms / 1000.0,
             close_timeout=dc.close_timeout_s,
-            enrich=self.enricher.enrich if self.enricher is not None else None,
+            enrich=self.enricher.enrich,
             redact=self._build_redactor(),
             consent_log=(self.consent_log_name, self.consent_log),
         )
@@ -185,18 +190,59 @@ class Engine:
     # ------------------------------------------------------------------ building
 
     def _build_enricher(self) -> Any:
-        try:
-            from .resolve.enrich import build_enricher
-        except ImportError:
-            return None
-        return build_enricher(self.config)
+        """The enrichment step of the dispatcher, from ``[resolve]``."""
+        from .resolve.anonymize import DailySalt
+        from .resolve.enrich import Enricher
+        from .resolve.useragent import UAClassifier
 
-    def _build_redactor(self) -> Callable[[Any], Any] | None:
-        try:
-            from .resolve.redact import build_redactor
-        except ImportError:
-            return None
-        return build_redactor(self.config)
+        rc = self.config.resolve
+        resolver = None
+        if rc.reverse_dns:
+            from .resolve.rdns import ReverseResolver
+
+            resolver = ReverseResolver(
+                nameservers=list(rc.rdns_nameservers) or None,
+                port=rc.rdns_port,
+                timeout=rc.rdns_timeout_ms / 1000.0,
+                verify=rc.rdns_verify,
+            )
+        self.resolver = resolver
+        self.ip_salt = DailySalt(self.ring.newest) if rc.anonymize_ip == "hash" else None
+        return Enricher(
+            trusted_proxies=rc.trusted_proxies,
+            anonymize=rc.anonymize_ip,
+            v4_prefix=rc.ipv4_prefix,
+            v6_prefix=rc.ipv6_prefix,
+            salt=self.ip_salt,
+            ua=UAClassifier(),
+            resolver=resolver,
+            domain_purpose=rc.domain_purpose,
+            rdns_deadline_s=min(0.5, rc.rdns_timeout_ms / 1000.0),
+            claimed_email=rc.claimed_email,
+        )
+
+    def _build_redactor(self) -> Callable[[Any], Any]:
+        """Redaction, always the last step before a sink."""
+        from .resolve.redact import Redactor
+
+        fields = self.config.resolve.pii_fields
+        redactor = Redactor(field_purposes=fields) if fields else Redactor()
+        return redactor.redact
+
+    def stored_ip(self, ctx: RequestContext) -> str | None:
+        """The client address as events store it (after anonymisation)."""
+        from .resolve.anonymize import anonymize_ip
+        from .resolve.clientip import client_ip
+
+        rc = self.config.resolve
+        environ = ctx.environ
+        ip = client_ip(
+            environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), rc.trusted_proxies
+        )
+        salt = self.ip_salt.current() if self.ip_salt is not None else b""
+        return anonymize_ip(
+            ip, rc.anonymize_ip, salt=salt, v4_prefix=rc.ipv4_prefix, v6_prefix=rc.ipv6_prefix
+        )
 
     def _build_bot_filter(self) -> Callable[[str | None], bool]:
         from .resolve.useragent import BotFilter
@@ -237,7 +283,9 @@ class Engine:
             return None
         prefs = verified.payload.get("p")
         meta = (prefs if isinstance(prefs, dict) else {}, verified.old_key, verified.signed_at)
-        _bounded_put(self._prefs_cache, raw, (stored, meta, verified.signed_at + self.prefs_max_age))
+        _bounded_put(
+            self._prefs_cache, raw, (stored, meta, verified.signed_at + self.prefs_max_age)
+        )
         return stored, meta
 
     def load_prefs(self, ctx: RequestContext) -> None:
@@ -345,7 +393,9 @@ class Engine:
         loaded: list[Any] = []
 
         def load() -> Mapping[str, Any] | None:
-            found = self._load_jar(ctx, self.names.session, self.session_signer, self.session_max_age)
+            found = self._load_jar(
+                ctx, self.names.session, self.session_signer, self.session_max_age
+            )
             loaded.append(found)
             if found is None:
                 return None
@@ -359,7 +409,7 @@ class Engine:
             sid = found[0].get("sid")
             if not isinstance(sid, str) or not 8 <= len(sid) <= 64:
                 return None
-            payload, signed_at, old_key = found
+            _, signed_at, old_key = found
             if old_key or ctx.now - signed_at > self.session_max_age / 2:
                 jar.modified = True  # re-sign: newest key, fresh timestamp
             return sid
@@ -401,10 +451,7 @@ class Engine:
         if not self.tracking_granted(ctx):
             return Visitor(None, None, None, None)
         info = ctx._info or self.request_info(ctx)
-        ip = None
-        if self.enricher is not None:
-            ip = self.enricher.stored_ip(ctx.facts())
-        return Visitor(info.visitor_id, info.session_id, ip, info.email)
+        return Visitor(info.visitor_id, info.session_id, self.stored_ip(ctx), info.email)
 
     def _hook_email(self, ctx: RequestContext) -> str | None:
         if ctx._email is not None or self.email_hook is None:
@@ -412,7 +459,11 @@ class Engine:
         try:
             raw = self.email_hook(ctx.environ)
         except Exception:
-            log.warning("consentmw: the e-mail hook %s raised; ignored", self.config.resolve.email_hook, exc_info=True)
+            log.warning(
+                "consentmw: the e-mail hook %s raised; ignored",
+                self.config.resolve.email_hook,
+                exc_info=True,
+            )
             return None
         if raw:
             from .resolve.email import normalize_email
@@ -489,7 +540,9 @@ class Engine:
         name = set_cookie_name(value)
         if name in self._reserved:
             self.counters["reserved_cookie_blocked"].incr()
-            log.warning("consentmw: the application set %s, which is consentmw's own; removed", name)
+            log.warning(
+                "consentmw: the application set %s, which is consentmw's own; removed", name
+            )
             return False, False
         if name in self._necessary:
             return True, False
@@ -505,7 +558,9 @@ class Engine:
             if is_deletion(value, ctx.now):
                 return True, False
             self.counters["cookies_blocked"].incr()
-            log.info("consentmw: undeclared cookie %s removed (cookie_settings.undeclared)", name[:64])
+            log.info(
+                "consentmw: undeclared cookie %s removed (cookie_settings.undeclared)", name[:64]
+            )
             return False, False
         if rule.purpose in self.config.required:
             return True, False
@@ -541,7 +596,9 @@ class Engine:
             if stored is None or stored.notice_version != self.config.policy.version:
                 from dataclasses import replace
 
-                ctx.set_stored(replace(stored or StoredConsent(), notice_version=self.config.policy.version))
+                ctx.set_stored(
+                    replace(stored or StoredConsent(), notice_version=self.config.policy.version)
+                )
         prefs_jar = ctx._prefs
         meta = ctx._prefs_meta
         if (
@@ -551,7 +608,9 @@ class Engine:
         ):
             stored = ctx.stored()
             payload = stored.to_payload() if stored is not None else {}
-            prefs_data = prefs_jar.snapshot() if prefs_jar is not None else (meta[0] if meta else {})
+            prefs_data = (
+                prefs_jar.snapshot() if prefs_jar is not None else (meta[0] if meta else {})
+            )
             if prefs_data:
                 payload["p"] = prefs_data
             out.append(
@@ -655,7 +714,9 @@ class Engine:
                 info = ctx._info or self.request_info(ctx)
                 self.dispatcher.enqueue(("page_visit", None, now, {}, info, status))
             elif tracking.aggregate_without_consent:
-                self.dispatcher.enqueue(("page_visit", None, now, {}, self.aggregate_info(ctx), status))
+                self.dispatcher.enqueue(
+                    ("page_visit", None, now, {}, self.aggregate_info(ctx), status)
+                )
         if self._request_rules and status < 400:
             for rule in self._request_rules:
                 if rule.matches_request(method, path):
@@ -715,7 +776,9 @@ class Engine:
             self.consent_log.append_consent(record)
         except Exception as exc:
             self.counters["consent_log_failed"].incr()
-            log.error("consentmw: the consent log %s could not be written: %s", self.consent_log_name, exc)
+            log.error(
+                "consentmw: the consent log %s could not be written: %s", self.consent_log_name, exc
+            )
             if strict:
                 return False
             self.dispatcher.spool_consent(record)
@@ -875,21 +938,32 @@ class Engine:
         accept = environ.get("HTTP_ACCEPT", "")
         wants_json = "application/json" in accept and "text/html" not in accept
         problem = ep.check_cross_site(
-            environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST"), scheme
+            environ.get("HTTP_SEC_FETCH_SITE"),
+            environ.get("HTTP_ORIGIN"),
+            environ.get("HTTP_HOST"),
+            scheme,
         )
         if problem is not None:
             self.counters["cross_site_refused"].incr()
             return self.refuse(ctx, problem, wants_json)
         body = self.read_form_body(ctx, read_body)
         if isinstance(body, ep.Problem):
-            return self.refuse(ctx, body, wants_json or "json" in (environ.get("CONTENT_TYPE") or ""))
+            return self.refuse(
+                ctx, body, wants_json or "json" in (environ.get("CONTENT_TYPE") or "")
+            )
         kind, payload = body
-        parsed = ep.parse_consent_body(kind, payload, self.config.purpose_ids, wants_json=wants_json)
+        parsed = ep.parse_consent_body(
+            kind, payload, self.config.purpose_ids, wants_json=wants_json
+        )
         if isinstance(parsed, ep.Problem):
             return self.refuse(ctx, parsed, wants_json or kind == "json")
         token = parsed.csrf or environ.get("HTTP_X_CSRF_TOKEN")
         if not self.check_csrf(ctx, token):
-            return self.refuse(ctx, ep.Problem(403, "the form expired; reload the page and choose again"), parsed.wants_json)
+            return self.refuse(
+                ctx,
+                ep.Problem(403, "the form expired; reload the page and choose again"),
+                parsed.wants_json,
+            )
         result = self.apply_decision(ctx, parsed.choice, parsed.purposes)
         if result is not None:
             return self.refuse(ctx, result, parsed.wants_json)
@@ -935,8 +1009,8 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         out = self.dispatcher.stats()
         out["middleware"] = {k: c.value for k, c in self.counters.items()}
-        if self.enricher is not None and hasattr(self.enricher, "stats"):
-            out["enrichment"] = self.enricher.stats()
+        if self.resolver is not None:
+            out["reverse_dns"] = self.resolver.stats()
         return out
 
     def close(self, timeout: float | None = None) -> bool:
@@ -944,8 +1018,8 @@ class Engine:
             return True
         self._closed = True
         ok = self.dispatcher.close(timeout)
-        if self.enricher is not None and hasattr(self.enricher, "close"):
-            self.enricher.close()
+        if self.resolver is not None:
+            self.resolver.close()
         for sink in self.sinks.values():
             try:
                 sink.close()
@@ -970,18 +1044,18 @@ def _most_restrictive(
     from dataclasses import replace
 
     granted = frozenset.intersection(*(c[0].granted for c in decided if c[0] is not None))
-    base = min(decided, key=lambda c: (len(c[0].granted) if c[0] else 0, c[0].decided_at if c[0] else 0))
+    base = min(
+        decided, key=lambda c: (len(c[0].granted) if c[0] else 0, c[0].decided_at if c[0] else 0)
+    )
     assert base[0] is not None
     return replace(base[0], granted=granted), base[1]
 
 
 def _request_path(environ: Mapping[str, Any]) -> str:
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
     # PEP 3333 environ strings are latin-1 decoded bytes; show them as UTF-8 where they are.
-    try:
+    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         path = path.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        pass
     return path[:1024]
 
 
@@ -1049,7 +1123,9 @@ def _not_allowed(allow: str) -> ep.Response:
     return response
 
 
-def _parse_multipart(content_type: str, body: bytes) -> tuple[str, list[tuple[str, str]]] | ep.Problem:
+def _parse_multipart(
+    content_type: str, body: bytes
+) -> tuple[str, list[tuple[str, str]]] | ep.Problem:
     from werkzeug.exceptions import RequestEntityTooLarge
     from werkzeug.formparser import parse_form_data
 

@@ -23,7 +23,7 @@ from typing import Any
 from itsdangerous import TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int
 
-__all__ = ["FORMAT_VERSION", "KeyRing", "Verified", "ValueSigner"]
+__all__ = ["FORMAT_VERSION", "KeyRing", "ValueSigner", "Verified"]
 
 #: The payload format version. A payload of another version is rejected.
 FORMAT_VERSION = 1
@@ -102,9 +102,7 @@ class ValueSigner:
 
     __slots__ = ("_clock", "_newest", "_older", "salt")
 
-    def __init__(
-        self, ring: KeyRing, salt: str, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, ring: KeyRing, salt: str, *, clock: Callable[[], float] = time.time) -> None:
         self.salt = salt
         self._clock = clock
         self._newest = _Signer([ring.newest], salt, clock)
@@ -159,4 +157,3 @@ class ValueSigner:
         if payload["v"] != FORMAT_VERSION:
             return None
         return Verified(payload, signed_at, old_key)
-

@@ -101,7 +101,9 @@ class Spool:
             target = ":memory:" if self.path is None else self.path
             if self.path is not None:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(target, timeout=10.0, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(
+                target, timeout=10.0, check_same_thread=False, isolation_level=None
+            )
             _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA synchronous=NORMAL")
             _retry_locked(lambda: conn.executescript(_SCHEMA))
@@ -139,9 +141,14 @@ class Spool:
         """The oldest ``limit`` spooled events of ``sink`` (they stay until :meth:`ack`).
         A row that no longer parses is moved to the dead letters."""
         with self._lock:
-            rows = self._db().execute(
-                "SELECT seq, event FROM spool WHERE sink = ? ORDER BY seq LIMIT ?", (sink, limit)
-            ).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT seq, event FROM spool WHERE sink = ? ORDER BY seq LIMIT ?",
+                    (sink, limit),
+                )
+                .fetchall()
+            )
         out: list[tuple[int, Event]] = []
         broken: list[tuple[int, str]] = []
         for seq, text in rows:
@@ -173,7 +180,11 @@ class Spool:
             if sink is None:
                 row = self._db().execute("SELECT count(*) FROM spool").fetchone()
             else:
-                row = self._db().execute("SELECT count(*) FROM spool WHERE sink = ?", (sink,)).fetchone()
+                row = (
+                    self._db()
+                    .execute("SELECT count(*) FROM spool WHERE sink = ?", (sink,))
+                    .fetchone()
+                )
         return int(row[0])
 
     def sinks_with_rows(self) -> list[str]:
@@ -209,10 +220,14 @@ class Spool:
 
     def take_consent(self, sink: str, limit: int) -> list[tuple[int, ConsentRecord]]:
         with self._lock:
-            rows = self._db().execute(
-                "SELECT seq, record FROM consent_spool WHERE sink = ? ORDER BY seq LIMIT ?",
-                (sink, limit),
-            ).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT seq, record FROM consent_spool WHERE sink = ? ORDER BY seq LIMIT ?",
+                    (sink, limit),
+                )
+                .fetchall()
+            )
         return [(seq, ConsentRecord.from_dict(json.loads(text))) for seq, text in rows]
 
     def ack_consent(self, seqs: Sequence[int]) -> None:
@@ -224,9 +239,11 @@ class Spool:
             if sink is None:
                 row = self._db().execute("SELECT count(*) FROM consent_spool").fetchone()
             else:
-                row = self._db().execute(
-                    "SELECT count(*) FROM consent_spool WHERE sink = ?", (sink,)
-                ).fetchone()
+                row = (
+                    self._db()
+                    .execute("SELECT count(*) FROM consent_spool WHERE sink = ?", (sink,))
+                    .fetchone()
+                )
         return int(row[0])
 
     def erase(self, match: str) -> int:

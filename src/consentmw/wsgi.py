@@ -68,9 +68,13 @@ class ConsentMiddleware:
             return self._endpoint(environ, start_response)
         ctx = engine.context(environ)
         environ[ENVIRON_KEY] = ctx
-        tee = self._tee(environ) if engine.capture_wanted(
-            environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
-        ) else None
+        tee = (
+            self._tee(environ)
+            if engine.capture_wanted(
+                environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+            )
+            else None
+        )
         started: list[Any] = []
 
         def _start_response(
@@ -152,7 +156,7 @@ def _scheme(environ: WSGIEnvironment, engine: Engine) -> str:
     hops = engine.config.resolve.trusted_proxies
     forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
     if hops and forwarded:
-        values = [v.strip().lower() for v in forwarded.split(",")]
+        values = [v.strip().lower() for v in str(forwarded).split(",")]
         if len(values) >= hops and values[-hops] in ("http", "https"):
             return values[-hops]
     return scheme

@@ -59,8 +59,11 @@ class Clock:
         self.now += seconds
 
 
-def cookie_app(*set_cookies: str, body: bytes = b"<html><body>hi</body></html>",
-               content_type: str = "text/html; charset=utf-8") -> Callable[..., Any]:
+def cookie_app(
+    *set_cookies: str,
+    body: bytes = b"<html><body>hi</body></html>",
+    content_type: str = "text/html; charset=utf-8",
+) -> Callable[..., Any]:
     """A WSGI app that sets the given cookies and records what it saw of consent."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -79,11 +82,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_client(clock: Clock) -> Iterator[Callable[..., tuple[consentmw.ConsentMiddleware, Client]]]:
+def make_client(
+    clock: Clock,
+) -> Iterator[Callable[..., tuple[consentmw.ConsentMiddleware, Client]]]:
     made: list[consentmw.ConsentMiddleware] = []
 
-    def factory(app: Any = None, config: dict[str, Any] | None = None, **kw: Any) -> tuple[consentmw.ConsentMiddleware, Client]:
-        mw = consentmw.ConsentMiddleware(app or cookie_app(), config or make_config(), clock=clock, **kw)
+    def factory(
+        app: Any = None, config: dict[str, Any] | None = None, **kw: Any
+    ) -> tuple[consentmw.ConsentMiddleware, Client]:
+        mw = consentmw.ConsentMiddleware(
+            app or cookie_app(), config or make_config(), clock=clock, **kw
+        )
         made.append(mw)
         return mw, Client(mw)
 
@@ -116,4 +125,6 @@ def choose(client: Client, choice: str, purposes: tuple[str, ...] = (), **kw: An
     form.append(("csrf", csrf(client)))
     from werkzeug.datastructures import MultiDict
 
-    return client.post("/_consent", data=MultiDict(form), headers=kw.pop("headers", SAME_ORIGIN), **kw)
+    return client.post(
+        "/_consent", data=MultiDict(form), headers=kw.pop("headers", SAME_ORIGIN), **kw
+    )

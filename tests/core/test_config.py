@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,12 +54,18 @@ def test_the_issue_sample_loads_as_is(tmp_path: Path) -> None:
     path.write_text(SAMPLE)
     config = Config.load(path)
     assert config.site.name == "shop.example.test"
-    assert config.site.secret_keys == (b"old-secret-0123456789abcdef", b"new-secret-0123456789abcdef")
+    assert config.site.secret_keys == (
+        b"old-secret-0123456789abcdef",
+        b"new-secret-0123456789abcdef",
+    )
     assert config.policy.model == "opt-in" and config.policy.consent_max_age_days == 180
     assert config.purpose_ids == {"necessary", "analytics", "marketing"}
     assert config.required == {"necessary"}
     assert config.gpc_purposes == {"marketing"}
-    assert config.cookie_rule("_ga_XYZ") is not None and config.cookie_rule("_ga_XYZ").purpose == "analytics"
+    assert (
+        config.cookie_rule("_ga_XYZ") is not None
+        and config.cookie_rule("_ga_XYZ").purpose == "analytics"
+    )
     assert config.cookie_rule("promo").purpose == "marketing"
     assert config.cookie_rule("promo2") is None
     assert config.sinks.events == ("memory://",) and config.sinks.consent_log == "memory://"
@@ -108,38 +115,148 @@ _DELETE = object()
 @pytest.mark.parametrize(
     ("path", "value", "field", "fix"),
     [
-        pytest.param("cookies.1.purpose", "nope", "cookies[1].purpose", "declare [purposes.nope]", id="unknown-purpose"),
-        pytest.param("cookie_settings.domain", "a.test\r\nX: y", "cookie_settings.domain", "remove control characters", id="crlf-domain"),
-        pytest.param("cookie_settings.domain", "a.test; Secure", "cookie_settings.domain", "';'", id="semicolon-domain"),
-        pytest.param("cookie_settings.samesite", "Lax\n", "cookie_settings.samesite", "remove control", id="lf-samesite"),
-        pytest.param("cookie_settings.path", "/a;b", "cookie_settings.path", "';'", id="semicolon-path"),
-        pytest.param("cookie_settings.samesite", "Sometimes", "cookie_settings.samesite", "Lax, Strict or None", id="bad-samesite"),
+        pytest.param(
+            "cookies.1.purpose",
+            "nope",
+            "cookies[1].purpose",
+            "declare [purposes.nope]",
+            id="unknown-purpose",
+        ),
+        pytest.param(
+            "cookie_settings.domain",
+            "a.test\r\nX: y",
+            "cookie_settings.domain",
+            "remove control characters",
+            id="crlf-domain",
+        ),
+        pytest.param(
+            "cookie_settings.domain",
+            "a.test; Secure",
+            "cookie_settings.domain",
+            "';'",
+            id="semicolon-domain",
+        ),
+        pytest.param(
+            "cookie_settings.samesite",
+            "Lax\n",
+            "cookie_settings.samesite",
+            "remove control",
+            id="lf-samesite",
+        ),
+        pytest.param(
+            "cookie_settings.path", "/a;b", "cookie_settings.path", "';'", id="semicolon-path"
+        ),
+        pytest.param(
+            "cookie_settings.samesite",
+            "Sometimes",
+            "cookie_settings.samesite",
+            "Lax, Strict or None",
+            id="bad-samesite",
+        ),
         pytest.param("site.secret_keys", [], "site.secret_keys", "at least one key", id="no-keys"),
-        pytest.param("site.secret_keys", _DELETE, "site.secret_keys", "required", id="missing-keys"),
-        pytest.param("site.secret_keys", ["short"], "site.secret_keys[0]", "at least 16 bytes", id="short-key"),
-        pytest.param("site.secret_keys", ["env:CMW_NOT_SET_ANYWHERE"], "site.secret_keys[0]", "is not set", id="env-missing"),
-        pytest.param("policy.model", "maybe", "policy.model", "opt-in, opt-out, notice", id="unknown-model"),
-        pytest.param("policy.consent_max_age_days", 0, "policy.consent_max_age_days", "between 1", id="zero-age"),
-        pytest.param("policy.consent_max_age_days", True, "policy.consent_max_age_days", "integer", id="bool-age"),
-        pytest.param("cookie_settings.undeclared", "ignore", "cookie_settings.undeclared", "block, allow, report", id="bad-undeclared"),
-        pytest.param("cookies.0.match", "glob", "cookies[0].match", "exact, prefix, regex", id="bad-match"),
-        pytest.param("cookies.0.name", "bad name", "cookies[0].name", "cookie name", id="bad-cookie-name"),
-        pytest.param("cookies.0.name", "cmw_prefs", "cookies[0].name", "consentmw's own", id="our-cookie"),
+        pytest.param(
+            "site.secret_keys", _DELETE, "site.secret_keys", "required", id="missing-keys"
+        ),
+        pytest.param(
+            "site.secret_keys",
+            ["short"],
+            "site.secret_keys[0]",
+            "at least 16 bytes",
+            id="short-key",
+        ),
+        pytest.param(
+            "site.secret_keys",
+            ["env:CMW_NOT_SET_ANYWHERE"],
+            "site.secret_keys[0]",
+            "is not set",
+            id="env-missing",
+        ),
+        pytest.param(
+            "policy.model", "maybe", "policy.model", "opt-in, opt-out, notice", id="unknown-model"
+        ),
+        pytest.param(
+            "policy.consent_max_age_days",
+            0,
+            "policy.consent_max_age_days",
+            "between 1",
+            id="zero-age",
+        ),
+        pytest.param(
+            "policy.consent_max_age_days",
+            True,
+            "policy.consent_max_age_days",
+            "integer",
+            id="bool-age",
+        ),
+        pytest.param(
+            "cookie_settings.undeclared",
+            "ignore",
+            "cookie_settings.undeclared",
+            "block, allow, report",
+            id="bad-undeclared",
+        ),
+        pytest.param(
+            "cookies.0.match", "glob", "cookies[0].match", "exact, prefix, regex", id="bad-match"
+        ),
+        pytest.param(
+            "cookies.0.name", "bad name", "cookies[0].name", "cookie name", id="bad-cookie-name"
+        ),
+        pytest.param(
+            "cookies.0.name", "cmw_prefs", "cookies[0].name", "consentmw's own", id="our-cookie"
+        ),
         pytest.param("site.mount", "/_consent/", "site.mount", "no trailing /", id="mount-slash"),
         pytest.param("site.mount", "_consent", "site.mount", "a path", id="mount-relative"),
         pytest.param("sinks.events", ["ftp://x"], "sinks.events[0]", "sqlite://", id="bad-sink"),
-        pytest.param("sinks.consent_log", "redis://127.0.0.1/0?stream=x", "sinks.consent_log", "hash chain", id="redis-log"),
-        pytest.param("dispatch.when_full", "panic", "dispatch.when_full", "drop_newest, block", id="bad-when-full"),
+        pytest.param(
+            "sinks.consent_log",
+            "redis://127.0.0.1/0?stream=x",
+            "sinks.consent_log",
+            "hash chain",
+            id="redis-log",
+        ),
+        pytest.param(
+            "dispatch.when_full",
+            "panic",
+            "dispatch.when_full",
+            "drop_newest, block",
+            id="bad-when-full",
+        ),
         pytest.param("dispatch.batch_size", 0, "dispatch.batch_size", "between 1", id="zero-batch"),
         pytest.param("purposes", {}, "purposes", "at least one purpose", id="no-purposes"),
-        pytest.param("tracking", {"tracking_purpose": "nope"}, "tracking.tracking_purpose", "declared purpose", id="unknown-tracking-purpose"),
-        pytest.param("tracking", {"actions": [{"name": "x"}]}, "tracking.actions[0].path", "path pattern", id="rule-without-path"),
-        pytest.param("resolve", {"anonymize_ip": "scramble"}, "resolve.anonymize_ip", "none, truncate, hash, drop", id="bad-anonymize"),
-        pytest.param("jurisdictions", {"models": {"opt-in": ["Germany"]}}, "jurisdictions.models.opt-in", "ISO 3166", id="bad-country"),
+        pytest.param(
+            "tracking",
+            {"tracking_purpose": "nope"},
+            "tracking.tracking_purpose",
+            "declared purpose",
+            id="unknown-tracking-purpose",
+        ),
+        pytest.param(
+            "tracking",
+            {"actions": [{"name": "x"}]},
+            "tracking.actions[0].path",
+            "path pattern",
+            id="rule-without-path",
+        ),
+        pytest.param(
+            "resolve",
+            {"anonymize_ip": "scramble"},
+            "resolve.anonymize_ip",
+            "none, truncate, hash, drop",
+            id="bad-anonymize",
+        ),
+        pytest.param(
+            "jurisdictions",
+            {"models": {"opt-in": ["Germany"]}},
+            "jurisdictions.models.opt-in",
+            "ISO 3166",
+            id="bad-country",
+        ),
         pytest.param("site.nmae", "x", "site.nmae", "did you mean 'name'", id="typo"),
     ],
 )
-def test_bad_configs_name_the_field_and_the_fix(path: str, value: Any, field: str, fix: str) -> None:
+def test_bad_configs_name_the_field_and_the_fix(
+    path: str, value: Any, field: str, fix: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         Config.load(_broken(path, value))
     assert info.value.field == field
@@ -150,7 +267,12 @@ def test_bad_configs_name_the_field_and_the_fix(path: str, value: Any, field: st
 def test_samesite_none_needs_secure() -> None:
     with pytest.raises(ConfigError, match="secure = true"):
         Config.load(make_config(cookie_settings={"samesite": "None", "secure": False}))
-    assert Config.load(make_config(cookie_settings={"samesite": "none", "secure": True})).cookie_settings.samesite == "None"
+    assert (
+        Config.load(
+            make_config(cookie_settings={"samesite": "none", "secure": True})
+        ).cookie_settings.samesite
+        == "None"
+    )
 
 
 def test_toml_syntax_and_missing_file(tmp_path: Path) -> None:
@@ -184,8 +306,13 @@ def test_regex_cookie_rule_and_history() -> None:
 
 def test_jurisdictions_choose_the_model() -> None:
     config = Config.load(
-        make_config(jurisdictions={"header": "CF-IPCountry", "default": "notice",
-                                   "models": {"opt-in": ["DE"], "opt-out": ["US-CA"]}})
+        make_config(
+            jurisdictions={
+                "header": "CF-IPCountry",
+                "default": "notice",
+                "models": {"opt-in": ["DE"], "opt-out": ["US-CA"]},
+            }
+        )
     )
     j = config.jurisdictions
     assert j.environ_key == "HTTP_CF_IPCOUNTRY"
@@ -195,22 +322,35 @@ def test_jurisdictions_choose_the_model() -> None:
     assert j.model_for(None, "opt-in") == "notice"
 
 
-_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
-                  st.text(max_size=20), st.lists(st.text(max_size=8), max_size=3))
-_value = st.recursive(_leaf, lambda inner: st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=8)
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.lists(st.text(max_size=8), max_size=3),
+)
+_value = st.recursive(
+    _leaf, lambda inner: st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=8
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(section=st.sampled_from(sorted(BASE) + ["tracking", "resolve", "ui", "consent_mode", "jurisdictions", "optout"]),
-       key=st.text(max_size=20), value=_value)
-def test_any_mangled_section_gives_a_config_or_a_config_error(section: str, key: str, value: Any) -> None:
+@given(
+    section=st.sampled_from(
+        [*sorted(BASE), "tracking", "resolve", "ui", "consent_mode", "jurisdictions", "optout"]
+    ),
+    key=st.text(max_size=20),
+    value=_value,
+)
+def test_any_mangled_section_gives_a_config_or_a_config_error(
+    section: str, key: str, value: Any
+) -> None:
     data = copy.deepcopy(BASE)
     target = data.setdefault(section, {})
     if isinstance(target, dict):
         target[key] = value
     else:
         data[section] = value
-    try:
+    with contextlib.suppress(ConfigError):
         Config.load(data)
-    except ConfigError:
-        pass

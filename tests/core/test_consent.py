@@ -18,8 +18,12 @@ def cfg(**kw: object) -> Config:
     return Config.load(make_config(**kw))
 
 
-def stored(granted: set[str], version: str = "2014-12-12", at: float = NOW - DAY, **kw: object) -> StoredConsent:
-    return StoredConsent(granted=frozenset(granted), version=version, decided_at=int(at), mechanism="custom", **kw)  # type: ignore[arg-type]
+def stored(
+    granted: set[str], version: str = "2014-12-12", at: float = NOW - DAY, **kw: object
+) -> StoredConsent:
+    return StoredConsent(
+        granted=frozenset(granted), version=version, decided_at=int(at), mechanism="custom", **kw
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -30,7 +34,9 @@ def stored(granted: set[str], version: str = "2014-12-12", at: float = NOW - DAY
         pytest.param("notice", {"necessary"}, "default", id="notice-first-view"),
     ],
 )
-def test_undecided_visitor_gets_the_model_default(model: str, granted: set[str], source: str) -> None:
+def test_undecided_visitor_gets_the_model_default(
+    model: str, granted: set[str], source: str
+) -> None:
     state = decide(cfg(policy={"model": model}), None, now=NOW)
     assert state.granted == granted and state.source == source and not state.decided
     assert state.allows("necessary")
@@ -50,7 +56,9 @@ def test_notice_continued_use_is_acceptance() -> None:
 
 def test_decision_is_kept_and_required_always_on() -> None:
     state = decide(cfg(), stored({"analytics"}), now=NOW)
-    assert state.decided and state.granted == {"analytics", "necessary"} and state.source == "banner"
+    assert (
+        state.decided and state.granted == {"analytics", "necessary"} and state.source == "banner"
+    )
 
 
 def test_decision_expires() -> None:
@@ -61,9 +69,18 @@ def test_decision_expires() -> None:
 
 
 def test_new_version_keeps_choices_but_not_new_purposes() -> None:
-    config = cfg(policy={"version": "2015-01-01",
-                         "history": [{"version": "2014-12-12", "purposes": ["necessary", "analytics"]}]},
-                 purposes={"necessary": {"required": True}, "analytics": {}, "marketing": {}, "newsletter": {}})
+    config = cfg(
+        policy={
+            "version": "2015-01-01",
+            "history": [{"version": "2014-12-12", "purposes": ["necessary", "analytics"]}],
+        },
+        purposes={
+            "necessary": {"required": True},
+            "analytics": {},
+            "marketing": {},
+            "newsletter": {},
+        },
+    )
     # The old cookie claims marketing and newsletter; newsletter did not exist then and marketing
     # was not in that version either (history says so): both are dropped; the banner asks again.
     state = decide(config, stored({"analytics", "marketing", "newsletter"}), now=NOW)
@@ -95,8 +112,9 @@ def test_dnt_only_when_configured() -> None:
 
 
 def test_jurisdiction_header_chooses_the_model() -> None:
-    config = cfg(jurisdictions={"header": "CF-IPCountry", "default": "opt-out",
-                                "models": {"opt-in": ["DE"]}})
+    config = cfg(
+        jurisdictions={"header": "CF-IPCountry", "default": "opt-out", "models": {"opt-in": ["DE"]}}
+    )
     assert decide(config, None, now=NOW, country="DE").granted == {"necessary"}
     assert decide(config, None, now=NOW, country="US").granted == config.purpose_ids
     assert decide(config, None, now=NOW, country=None).model == "opt-out"
@@ -110,7 +128,9 @@ def test_apply_choice() -> None:
     custom, mech = apply_choice(config, "custom", ("marketing",), previous=new, now=NOW)
     assert mech == "withdraw" and custom.granted == {"necessary", "marketing"}
     assert custom.visitor_id is None and custom.consent_id == new.consent_id
-    again, mech = apply_choice(config, "custom", ("marketing", "analytics"), previous=custom, now=NOW)
+    again, mech = apply_choice(
+        config, "custom", ("marketing", "analytics"), previous=custom, now=NOW
+    )
     assert mech == "custom" and again.visitor_id and again.visitor_id != new.visitor_id
     reject, mech = apply_choice(config, "reject_all", (), previous=None, now=NOW)
     assert mech == "reject_all" and reject.granted == {"necessary"}
@@ -152,12 +172,33 @@ _purposes = st.frozensets(st.sampled_from(["necessary", "analytics", "marketing"
     dnt=st.booleans(),
     honor_dnt=st.booleans(),
 )
-def test_consent_properties(model: str, granted: frozenset[str], version: str, age_days: float,
-                            decided: bool, gpc: bool, dnt: bool, honor_dnt: bool) -> None:
-    config = cfg(policy={"model": model, "honor_dnt": honor_dnt,
-                         "history": [{"version": "2013-06-01", "purposes": ["necessary", "analytics"]}]})
-    s = StoredConsent(granted=granted, version=version, decided_at=int(NOW - age_days * DAY) if decided else 0,
-                      mechanism="custom") if decided or granted else None
+def test_consent_properties(
+    model: str,
+    granted: frozenset[str],
+    version: str,
+    age_days: float,
+    decided: bool,
+    gpc: bool,
+    dnt: bool,
+    honor_dnt: bool,
+) -> None:
+    config = cfg(
+        policy={
+            "model": model,
+            "honor_dnt": honor_dnt,
+            "history": [{"version": "2013-06-01", "purposes": ["necessary", "analytics"]}],
+        }
+    )
+    s = (
+        StoredConsent(
+            granted=granted,
+            version=version,
+            decided_at=int(NOW - age_days * DAY) if decided else 0,
+            mechanism="custom",
+        )
+        if decided or granted
+        else None
+    )
     state = decide(config, s, now=NOW, gpc=gpc, dnt=dnt)
     # Never a purpose the configuration does not have; required purposes always.
     assert state.granted <= config.purpose_ids

@@ -29,7 +29,9 @@ NAMES = ("cmw_prefs", "cmw_session", "cmw_cart")
         pytest.param('cmw_prefs="abc"', {"cmw_prefs": ["abc"]}, id="quoted"),
         pytest.param("a=1; cmw_prefs=x; cmw_prefs=y", {"cmw_prefs": ["x", "y"]}, id="duplicates"),
         pytest.param("CMW_PREFS=x; Cmw_Prefs=y", {}, id="case-variants-ignored"),
-        pytest.param('bad"cookie; {=}; cmw_cart=c; x', {"cmw_cart": ["c"]}, id="malformed-neighbours"),
+        pytest.param(
+            'bad"cookie; {=}; cmw_cart=c; x', {"cmw_cart": ["c"]}, id="malformed-neighbours"
+        ),
         pytest.param("cmw_prefs", {}, id="no-equals"),
         pytest.param("  cmw_session =  s1  ", {"cmw_session": ["s1"]}, id="spaces"),
         pytest.param("cmw_prefs=\xc3\xa9\xff", {"cmw_prefs": ["\xc3\xa9\xff"]}, id="latin1-bytes"),
@@ -76,7 +78,9 @@ def test_set_cookie_name(value: str, name: str) -> None:
         pytest.param("a=1; Max-Age=10", False, id="positive"),
         pytest.param("a=; Expires=Thu, 01 Jan 1970 00:00:00 GMT", True, id="past-expires"),
         pytest.param("a=1; Expires=Thu, 01 Jan 2099 00:00:00 GMT", False, id="future-expires"),
-        pytest.param("a=1; Max-Age=10; Expires=Thu, 01 Jan 1970 00:00:00 GMT", False, id="max-age-wins"),
+        pytest.param(
+            "a=1; Max-Age=10; Expires=Thu, 01 Jan 1970 00:00:00 GMT", False, id="max-age-wins"
+        ),
         pytest.param("a=1", False, id="plain"),
         pytest.param("a=1; Expires=garbage", False, id="bad-date"),
     ],
@@ -88,13 +92,21 @@ def test_is_deletion(value: str, deleted: bool) -> None:
 def test_names_get_prefixes_when_secure() -> None:
     assert CookieNames.for_settings(secure=False, domain=None).all == NAMES
     assert CookieNames.for_settings(secure=True, domain=None).all == (
-        "__Host-cmw_prefs", "__Host-cmw_session", "__Host-cmw_cart")
-    assert CookieNames.for_settings(secure=True, domain=".example.test").prefs == "__Secure-cmw_prefs"
+        "__Host-cmw_prefs",
+        "__Host-cmw_session",
+        "__Host-cmw_cart",
+    )
+    assert (
+        CookieNames.for_settings(secure=True, domain=".example.test").prefs == "__Secure-cmw_prefs"
+    )
 
 
 def test_delete_uses_the_same_attributes_as_set() -> None:
     w = CookieWriter(secure=True, samesite="Lax", path="/", domain="example.test")
-    set_attrs = {a.split("=")[0].strip().lower() for a in w.set("__Secure-cmw_prefs", "v", max_age=10, shared=True).split(";")[1:]}
+    set_attrs = {
+        a.split("=")[0].strip().lower()
+        for a in w.set("__Secure-cmw_prefs", "v", max_age=10, shared=True).split(";")[1:]
+    }
     del_value = w.delete("__Secure-cmw_prefs", shared=True)
     del_attrs = {a.split("=")[0].strip().lower() for a in del_value.split(";")[1:]}
     assert set_attrs == del_attrs
@@ -105,7 +117,11 @@ def test_delete_uses_the_same_attributes_as_set() -> None:
 
 def test_parent_domains() -> None:
     assert parent_domains("a.shop.example.test:8000", ".example.test") == [
-        None, "example.test", "a.shop.example.test", "shop.example.test"]
+        None,
+        "example.test",
+        "a.shop.example.test",
+        "shop.example.test",
+    ]
     assert parent_domains("127.0.0.1:5000", None) == [None]
     assert parent_domains("[::1]:80", None) == [None]
     assert parent_domains("localhost", None) == [None]

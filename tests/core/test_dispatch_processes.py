@@ -37,7 +37,7 @@ def run_site(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
 
 def rows(db: Path, where: str = "type = 'page_visit'") -> list[tuple[str, str]]:
     with sqlite3.connect(db) as conn:
-        return conn.execute(f"SELECT id, path FROM events WHERE {where}").fetchall()  # noqa: S608
+        return conn.execute(f"SELECT id, path FROM events WHERE {where}").fetchall()
 
 
 def test_exit_without_close_delivers_every_queued_event(tmp_path: Path) -> None:

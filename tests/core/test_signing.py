@@ -12,7 +12,9 @@ from tests.core.support import Clock
 OLD, NEW = b"old-secret-0123456789abcdef", b"new-secret-0123456789abcdef"
 
 
-def signer(keys: tuple[bytes, ...] = (OLD, NEW), salt: str = "prefs", clock: Clock | None = None) -> ValueSigner:
+def signer(
+    keys: tuple[bytes, ...] = (OLD, NEW), salt: str = "prefs", clock: Clock | None = None
+) -> ValueSigner:
     return KeyRing(keys).signer(salt, clock=clock or Clock())
 
 

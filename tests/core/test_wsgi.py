@@ -18,10 +18,10 @@ from consentmw.consentlog import ConsentRecord, verify_chain
 from tests.core.support import (
     SAME_ORIGIN,
     Clock,
+    app_cookies,
     choose,
     cookie_app,
     csrf,
-    app_cookies,
     make_config,
     set_cookie_names,
 )
@@ -39,7 +39,9 @@ def recording_app(*set_cookies: str) -> tuple[Callable[..., Any], list[Any]]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         ctx = consentmw.get_context(environ)
         calls.append(ctx.consent)
-        start_response("200 OK", [("Content-Type", "text/html")] + [("Set-Cookie", c) for c in set_cookies])
+        start_response(
+            "200 OK", [("Content-Type", "text/html")] + [("Set-Cookie", c) for c in set_cookies]
+        )
         return [b"<html><body>ok</body></html>"]
 
     return app, calls
@@ -66,7 +68,11 @@ def test_choices_are_enforced_in_the_same_response(make_client: Factory) -> None
     assert r.status_code == 303 and r.headers["Location"] == "/"
     r = client.get("/")
     assert app_cookies(r) == ["_ga_ABC"]
-    assert seen(calls).decided and seen(calls).allows("analytics") and not seen(calls).allows("marketing")
+    assert (
+        seen(calls).decided
+        and seen(calls).allows("analytics")
+        and not seen(calls).allows("marketing")
+    )
     choose(client, "accept_all")
     assert sorted(app_cookies(client.get("/"))) == ["_ga_ABC", "promo"]
     choose(client, "reject_all")
@@ -91,15 +97,27 @@ def test_gpc_turns_marketing_off_for_the_request(make_client: Factory) -> None:
         pytest.param("report", ["tracker"], "cookies_reported", id="report"),
     ],
 )
-def test_undeclared_cookies(make_client: Factory, policy: str, kept: list[str], counter: str | None) -> None:
-    mw, client = make_client(cookie_app("tracker=1"), make_config(cookie_settings={"undeclared": policy}))
+def test_undeclared_cookies(
+    make_client: Factory, policy: str, kept: list[str], counter: str | None
+) -> None:
+    mw, client = make_client(
+        cookie_app("tracker=1"), make_config(cookie_settings={"undeclared": policy})
+    )
     assert app_cookies(client.get("/")) == kept
     if counter:
         assert mw.stats()["middleware"][counter] == 1
 
 
-def test_deleting_an_ungranted_cookie_is_allowed_and_ours_are_reserved(make_client: Factory) -> None:
-    mw, client = make_client(cookie_app("_ga=; Max-Age=0; Path=/", "cmw_prefs=forged", "undeclared=; Expires=Thu, 01 Jan 1970 00:00:00 GMT"))
+def test_deleting_an_ungranted_cookie_is_allowed_and_ours_are_reserved(
+    make_client: Factory,
+) -> None:
+    mw, client = make_client(
+        cookie_app(
+            "_ga=; Max-Age=0; Path=/",
+            "cmw_prefs=forged",
+            "undeclared=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        )
+    )
     assert app_cookies(client.get("/")) == ["_ga", "undeclared"]
     assert mw.stats()["middleware"]["reserved_cookie_blocked"] == 1
 
@@ -117,8 +135,12 @@ def test_withdrawal_expires_the_withdrawn_purposes_cookies(make_client: Factory)
     def decide(choice: str, purposes: tuple[str, ...] = ()) -> Any:
         token = client.get("/_consent", base_url=base).get_json()["csrf"]
         form = [("choice", choice), ("csrf", token)] + [("purpose", p) for p in purposes]
-        return client.post("/_consent", data=MultiDict(form), base_url=base,
-                           headers={"Sec-Fetch-Site": "same-origin"})
+        return client.post(
+            "/_consent",
+            data=MultiDict(form),
+            base_url=base,
+            headers={"Sec-Fetch-Site": "same-origin"},
+        )
 
     decide("accept_all")
     assert client.get_cookie("cmw_prefs", domain="example.test") is not None
@@ -141,7 +163,9 @@ def test_withdrawal_expires_the_withdrawn_purposes_cookies(make_client: Factory)
         pytest.param("no-store", "no-store", id="no-store"),
     ],
 )
-def test_consent_dependent_responses_are_private(make_client: Factory, app_cc: str | None, expected: str) -> None:
+def test_consent_dependent_responses_are_private(
+    make_client: Factory, app_cc: str | None, expected: str
+) -> None:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         consentmw.get_context(environ).consent.allows("analytics")
         headers = [("Content-Type", "text/plain"), ("Vary", "Accept-Encoding")]
@@ -158,7 +182,9 @@ def test_consent_dependent_responses_are_private(make_client: Factory, app_cc: s
 
 def test_a_response_that_ignores_consent_stays_cacheable(make_client: Factory) -> None:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Cache-Control", "public, max-age=60")])
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Cache-Control", "public, max-age=60")]
+        )
         return [b"x"]
 
     _, client = make_client(app)
@@ -179,14 +205,18 @@ def _prefs_cookie(client: Client) -> str:
     "mangle",
     [
         pytest.param(lambda v: v[:-1], id="truncated"),
-        pytest.param(lambda v: v[:-3] + ("AAA" if v[-3:] != "AAA" else "BBB"), id="forged-signature"),
+        pytest.param(
+            lambda v: v[:-3] + ("AAA" if v[-3:] != "AAA" else "BBB"), id="forged-signature"
+        ),
         pytest.param(lambda v: "x" + v, id="prefixed"),
         pytest.param(lambda v: v + "a" * 100_000, id="100KiB"),
         pytest.param(lambda v: '"' + v + '"', id="quoted-is-fine"),
         pytest.param(lambda v: v.replace(".", "\xff", 1), id="latin1-byte"),
     ],
 )
-def test_mangled_prefs_cookies_mean_no_consent(make_client: Factory, mangle: Callable[[str], str]) -> None:
+def test_mangled_prefs_cookies_mean_no_consent(
+    make_client: Factory, mangle: Callable[[str], str]
+) -> None:
     app, calls = recording_app()
     mw, client = make_client(app)
     choose(client, "accept_all")
@@ -217,13 +247,15 @@ def test_duplicates_the_most_restrictive_wins(make_client: Factory) -> None:
     client = Client(mw, use_cookies=False)
     client.get("/", headers={"Cookie": f"cmw_prefs={accept}; cmw_prefs={analytics}"})
     assert seen(calls).granted == {"necessary", "analytics"}
-    client.get("/", headers={"Cookie": f"cmw_prefs={accept}; CMW_PREFS={analytics}; cmw_prefs=junk"})
+    client.get(
+        "/", headers={"Cookie": f"cmw_prefs={accept}; CMW_PREFS={analytics}; cmw_prefs=junk"}
+    )
     assert seen(calls).granted == {"necessary", "analytics", "marketing"}
 
 
 def test_a_cookie_signed_with_an_older_key_is_resigned(make_client: Factory, clock: Clock) -> None:
     old_cfg = make_config(site={"secret_keys": ["old-secret-0123456789abcdef"]})
-    old_mw, old_client = make_client(cookie_app(), old_cfg)
+    _, old_client = make_client(cookie_app(), old_cfg)
     choose(old_client, "custom", ("analytics",))
     old_value = _prefs_cookie(old_client)
     app, calls = recording_app()
@@ -252,7 +284,9 @@ def test_expired_consent_shows_as_undecided(make_client: Factory, clock: Clock) 
     assert not seen(calls).decided
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(header=st.text(alphabet=st.characters(codec="latin-1"), max_size=300))
 def test_any_cookie_header_gives_a_normal_response(make_client: Factory, header: str) -> None:
     mw = getattr(test_any_cookie_header_gives_a_normal_response, "_mw", None)
@@ -271,18 +305,26 @@ def test_any_cookie_header_gives_a_normal_response(make_client: Factory, header:
 _DECLARED = ["_ga", "_ga_X1", "promo", "lang", "undeclared", "cmw_prefs", "other"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     choice=st.sampled_from(["accept_all", "reject_all", "custom", None]),
     custom=st.sets(st.sampled_from(["analytics", "marketing"])),
     gpc=st.booleans(),
     cookies=st.lists(
-        st.tuples(st.sampled_from(_DECLARED), st.sampled_from(["1", "", "x; Max-Age=5", "; Max-Age=0"])),
+        st.tuples(
+            st.sampled_from(_DECLARED), st.sampled_from(["1", "", "x; Max-Age=5", "; Max-Age=0"])
+        ),
         max_size=6,
     ),
 )
 def test_no_cookie_of_an_ungranted_purpose_ever_leaves(
-    make_client: Factory, choice: str | None, custom: set[str], gpc: bool, cookies: list[tuple[str, str]]
+    make_client: Factory,
+    choice: str | None,
+    custom: set[str],
+    gpc: bool,
+    cookies: list[tuple[str, str]],
 ) -> None:
     headers = [f"{name}={value}" for name, value in cookies]
     mw, client = make_client(cookie_app(*headers))
@@ -388,7 +430,9 @@ def test_jar_overflow_is_raised_to_the_app_at_write_time(make_client: Factory) -
     assert "JSON values only" in str(errors[1])
 
 
-def test_nested_growth_behind_modified_never_sends_an_oversized_cookie(make_client: Factory) -> None:
+def test_nested_growth_behind_modified_never_sends_an_oversized_cookie(
+    make_client: Factory,
+) -> None:
     def action(ctx: consentmw.RequestContext) -> Any:
         ctx.cart["items"] = []
         ctx.cart["items"].extend(["x" * 100] * 60)
@@ -414,7 +458,9 @@ def test_prefs_jar_keeps_preferences_with_the_consent(make_client: Factory) -> N
 
 
 def test_secure_settings_use_prefixed_names(make_client: Factory) -> None:
-    _, client = make_client(jar_app(lambda ctx: ctx.cart.update(a=1)), make_config(cookie_settings={"secure": True}))
+    _, client = make_client(
+        jar_app(lambda ctx: ctx.cart.update(a=1)), make_config(cookie_settings={"secure": True})
+    )
     r = client.get("/", base_url="https://localhost")
     value = r.headers["Set-Cookie"]
     assert value.startswith("__Host-cmw_cart=") and "Secure" in value and "Domain" not in value
@@ -423,11 +469,24 @@ def test_secure_settings_use_prefixed_names(make_client: Factory) -> None:
 # ---------------------------------------------------------------- endpoint safety
 
 
-def post(client: Client, *, data: Any = None, json_body: Any = None, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+def post(
+    client: Client,
+    *,
+    data: Any = None,
+    json_body: Any = None,
+    headers: dict[str, str] | None = None,
+    **kw: Any,
+) -> Any:
     h = dict(SAME_ORIGIN)
     h.update(headers or {})
     if json_body is not None:
-        return client.post("/_consent", data=json.dumps(json_body), content_type="application/json", headers=h, **kw)
+        return client.post(
+            "/_consent",
+            data=json.dumps(json_body),
+            content_type="application/json",
+            headers=h,
+            **kw,
+        )
     return client.post("/_consent", data=data, headers=h, **kw)
 
 
@@ -468,11 +527,24 @@ def test_cross_site_posts_are_403(make_client: Factory, headers: dict[str, str])
 def test_check_order(make_client: Factory) -> None:
     _, client = make_client()
     # cross-site before content type
-    assert client.post("/_consent", data=b"x", content_type="text/plain", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert (
+        client.post(
+            "/_consent",
+            data=b"x",
+            content_type="text/plain",
+            headers={"Sec-Fetch-Site": "cross-site"},
+        ).status_code
+        == 403
+    )
     # content type before size
-    assert post(client, data=b"x" * 20000, headers={"Content-Type": "text/plain"}).status_code == 415
+    assert (
+        post(client, data=b"x" * 20000, headers={"Content-Type": "text/plain"}).status_code == 415
+    )
     # size before syntax
-    assert post(client, data=b"{" * 20000, headers={"Content-Type": "application/json"}).status_code == 413
+    assert (
+        post(client, data=b"{" * 20000, headers={"Content-Type": "application/json"}).status_code
+        == 413
+    )
     # syntax before token
     assert post(client, json_body={"choice": "yes"}).status_code == 400
     assert post(client, json_body={"choice": "accept_all"}).status_code == 403
@@ -485,24 +557,35 @@ def test_check_order(make_client: Factory) -> None:
         pytest.param(b'{"choice": "custom", "purposes": {"unknown": true}}', id="unknown-purpose"),
         pytest.param(b'{"choice": "custom", "purposes": {"analytics": NaN}}', id="nan"),
         pytest.param(b'{"choice": NaN}', id="nan-choice"),
-        pytest.param(b'[' * 5000 + b']' * 5000, id="deep-nesting"),
-        pytest.param(b'{"choice": "custom", "purposes": {"analytics": {"a": [[[true]]]}}}', id="nested-value"),
+        pytest.param(b"[" * 5000 + b"]" * 5000, id="deep-nesting"),
+        pytest.param(
+            b'{"choice": "custom", "purposes": {"analytics": {"a": [[[true]]]}}}', id="nested-value"
+        ),
         pytest.param(b'{"choice": "accept_all", "extra": 1}', id="unknown-field"),
         pytest.param(b'"accept_all"', id="not-object"),
         pytest.param(b"\xff\xfe", id="not-utf8"),
-        pytest.param(b'{"choice": "reject_all", "purposes": {"analytics": true}}', id="contradiction"),
+        pytest.param(
+            b'{"choice": "reject_all", "purposes": {"analytics": true}}', id="contradiction"
+        ),
     ],
 )
 def test_strict_json_validation(make_client: Factory, body: bytes) -> None:
     _, client = make_client()
-    r = post(client, data=body, headers={"Content-Type": "application/json", "X-CSRF-Token": csrf(client)})
+    r = post(
+        client,
+        data=body,
+        headers={"Content-Type": "application/json", "X-CSRF-Token": csrf(client)},
+    )
     assert r.status_code == 400 and "error" in r.get_json()
 
 
 def test_json_choice_with_header_token(make_client: Factory) -> None:
     _, client = make_client()
-    r = post(client, json_body={"purposes": {"analytics": True, "marketing": False}},
-             headers={"X-CSRF-Token": csrf(client), "Accept": "application/json"})
+    r = post(
+        client,
+        json_body={"purposes": {"analytics": True, "marketing": False}},
+        headers={"X-CSRF-Token": csrf(client), "Accept": "application/json"},
+    )
     assert r.status_code == 200
     assert r.get_json()["granted"] == ["analytics", "necessary"] and r.get_json()["decided"]
 
@@ -510,8 +593,16 @@ def test_json_choice_with_header_token(make_client: Factory) -> None:
 def test_form_errors(make_client: Factory) -> None:
     _, client = make_client()
     token = csrf(client)
-    assert post(client, data={"choice": "custom", "purpose": "nope", "csrf": token}).status_code == 400
-    assert post(client, data=MultiDict([("choice", "accept_all"), ("choice", "reject_all"), ("csrf", token)])).status_code == 400
+    assert (
+        post(client, data={"choice": "custom", "purpose": "nope", "csrf": token}).status_code == 400
+    )
+    assert (
+        post(
+            client,
+            data=MultiDict([("choice", "accept_all"), ("choice", "reject_all"), ("csrf", token)]),
+        ).status_code
+        == 400
+    )
     assert post(client, data={"choice": "accept_all", "csrf": "forged"}).status_code == 403
     assert post(client, data={"choice": "accept_all"}).status_code == 403
 
@@ -530,9 +621,13 @@ def test_multipart_text_fields_only(make_client: Factory) -> None:
 
     _, client = make_client()
     token = csrf(client)
-    ok = post(client, data={"choice": "reject_all", "csrf": token}, content_type="multipart/form-data")
+    ok = post(
+        client, data={"choice": "reject_all", "csrf": token}, content_type="multipart/form-data"
+    )
     assert ok.status_code == 303
-    bad = post(client, data={"choice": "reject_all", "csrf": token, "f": (io.BytesIO(b"x"), "x.txt")})
+    bad = post(
+        client, data={"choice": "reject_all", "csrf": token, "f": (io.BytesIO(b"x"), "x.txt")}
+    )
     assert bad.status_code == 400
 
 
@@ -558,8 +653,12 @@ def test_body_cap_without_content_length(make_client: Factory) -> None:
 
     _, client = make_client()
     stream = io.BytesIO(b"choice=accept_all&x=" + b"a" * 20000)
-    r = client.post("/_consent", input_stream=stream, content_type="application/x-www-form-urlencoded",
-                    headers={**SAME_ORIGIN, "Transfer-Encoding": "chunked"})
+    r = client.post(
+        "/_consent",
+        input_stream=stream,
+        content_type="application/x-www-form-urlencoded",
+        headers={**SAME_ORIGIN, "Transfer-Encoding": "chunked"},
+    )
     assert r.status_code == 413
 
 
@@ -577,7 +676,9 @@ class FailingLog(MemorySink):
         return super().append_consent(record)
 
 
-def test_accept_is_503_without_cookie_when_the_log_fails_reject_is_spooled(make_client: Factory) -> None:
+def test_accept_is_503_without_cookie_when_the_log_fails_reject_is_spooled(
+    make_client: Factory,
+) -> None:
     sink = FailingLog()
     mw, client = make_client(cookie_app(), sinks={"memory://": sink})
     r = choose(client, "accept_all")
@@ -650,5 +751,7 @@ def test_lazy_start_response_generators_are_filtered(make_client: Factory) -> No
 
 
 def test_ctx_visitor_without_tracking_consent(make_client: Factory) -> None:
-    _, client = make_client(jar_app(lambda ctx: [ctx.visitor.visitor_id, ctx.visitor.ip, ctx.record("x")]))
+    _, client = make_client(
+        jar_app(lambda ctx: [ctx.visitor.visitor_id, ctx.visitor.ip, ctx.record("x")])
+    )
     assert client.get("/").get_json() == [None, None, False]

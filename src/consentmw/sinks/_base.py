@@ -50,7 +50,7 @@ class QueryableSink(Protocol):
         *,
         subject: str | None = None,
         purpose: str | None = None,
-        type: str | None = None,  # noqa: A002 - the event field's name
+        type: str | None = None,
         since: str | None = None,
         until: str | None = None,
     ) -> Iterable[Event]:
@@ -88,7 +88,7 @@ class AggregatingSink(Protocol):
         self,
         *,
         by: Sequence[str],
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         since: str | None = None,
         until: str | None = None,
     ) -> list[AggregateRow]:

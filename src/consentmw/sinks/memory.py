@@ -55,12 +55,14 @@ class MemorySink:
         *,
         subject: str | None = None,
         purpose: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         since: str | None = None,
         until: str | None = None,
     ) -> Iterator[Event]:
         for event in self.events:
-            if matches(event, subject=subject, purpose=purpose, type=type, since=since, until=until):
+            if matches(
+                event, subject=subject, purpose=purpose, type=type, since=since, until=until
+            ):
                 yield event
 
     def erase(self, subject: str) -> int:
@@ -87,7 +89,7 @@ class MemorySink:
         self,
         *,
         by: Sequence[str],
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         since: str | None = None,
         until: str | None = None,
     ) -> list[AggregateRow]:
