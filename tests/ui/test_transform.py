@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PAGE, Site, call, header, html_app
+from .conftest import PAGE, Site, call, config, header, html_app
 
 BANNER = b'id="cmw-banner"'
 LINK = b'class="cmw-settings"'
@@ -205,8 +205,8 @@ def test_etag_becomes_weak_when_only_the_link_is_added(make_site: Callable[..., 
     response = site.get("/")
     assert response.headers["ETag"] == 'W/"v1"'
     assert "Content-MD5" not in response.headers
-    # Nothing consent-dependent was added: the page stays cacheable.
-    assert "Vary" not in response.headers
+    # Nothing consent-dependent was added: the page stays cacheable (by language).
+    assert response.headers["Vary"] == "Accept-Language"
     assert body_of(response).count(LINK) == 1
 
 
@@ -273,3 +273,21 @@ def test_a_20_mb_generator_body_through_the_middleware(make_site: Callable[..., 
     assert tail.endswith(b"</script></body></html>")
     assert header(headers, "Content-Length") is None
     assert peak < 2 * 1024 * 1024, peak
+
+
+def test_language_dependent_markup_varies_by_accept_language(
+    make_site: Callable[..., Site],
+) -> None:
+    site = make_site()
+    vary = [v.strip() for v in site.get("/").headers["Vary"].split(",")]
+    assert "Cookie" in vary
+    assert "Accept-Language" in vary
+    # One language only: nothing to vary on.
+    cfg = config()
+    for purpose in cfg["purposes"].values():
+        purpose.pop("translations", None)
+    english = Site(html_app(), cfg)
+    try:
+        assert "Accept-Language" not in english.get("/").headers["Vary"]
+    finally:
+        english.mw.close(timeout=5)

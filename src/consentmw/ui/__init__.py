@@ -87,7 +87,8 @@ class InjectionPlan:
     """What :meth:`UI.transform` does to one response body.
 
     ``head`` and ``body`` are inserted once each; ``gating`` rewrites the tags of purposes
-    outside ``granted``; ``dependent``: the result depends on the visitor's consent.
+    outside ``granted``; ``dependent``: the result depends on the visitor's consent;
+    ``language``: on ``Accept-Language`` too.
     """
 
     head: bytes
@@ -95,6 +96,7 @@ class InjectionPlan:
     granted: frozenset[str]
     gating: bool
     dependent: bool
+    language: bool = False
 
 
 def _encode(text: str) -> bytes:
@@ -111,6 +113,17 @@ def _current_url(environ: Mapping[str, Any]) -> str:
     if query:
         url += "?" + quote(str(query).encode("latin-1", "replace"), safe=_URL_SAFE + "?%")
     return safe_next(url)
+
+
+def _vary(headers: list[tuple[str, str]], name: str) -> None:
+    """Add ``name`` to the response's ``Vary`` header (in place)."""
+    for i, (key, value) in enumerate(headers):
+        if key.lower() == "vary":
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if "*" not in parts and name.lower() not in (p.lower() for p in parts):
+                headers[i] = (key, ", ".join([*parts, name]))
+            return
+    headers.append(("Vary", name))
 
 
 def _not_allowed(allow: str, page: Response) -> Response:
@@ -433,6 +446,7 @@ class UI:
             granted=granted,
             gating=gating,
             dependent=dependent,
+            language=bool(body) and len(self.languages) > 1,
         )
 
     def _banner_view(
@@ -472,6 +486,8 @@ class UI:
         if not isinstance(plan, InjectionPlan):
             return None
         inserted = len(plan.head) + len(plan.body)
+        if plan.language:
+            _vary(headers, "Accept-Language")
         i = 0
         while i < len(headers):
             key, value = headers[i]
