@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .conftest import PAGE, Site, call, config, header, html_app
 
@@ -291,3 +293,45 @@ def test_language_dependent_markup_varies_by_accept_language(
         assert "Accept-Language" not in english.get("/").headers["Vary"]
     finally:
         english.mw.close(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "injected"),
+    [
+        ("text/html", True),
+        ("TEXT/HTML; Charset=UTF-8", True),
+        ('text/html; charset="windows-1252"', True),
+        ("text/html; charset=utf-16le", False),
+        ("text/html; charset=iso-2022-jp", False),
+        ("text/html; charset=punycode", False),
+        ("text/html; charset=rot13", False),
+        ("text/html; charset=\x00", True),  # an invalid parameter is ignored
+        ("text/htmlx", False),
+        ("", False),
+    ],
+)
+def test_content_types(content_type: str, injected: bool) -> None:
+    from consentmw.ui import UI
+
+    ui = UI.__new__(UI)  # only the header logic, no engine
+    ui._type_cache = {}
+    ui._charset_cache = {}
+    environ = {"REQUEST_METHOD": "GET"}
+    assert ui._eligible(environ, 200, [("Content-Type", content_type)]) is injected
+
+
+@given(content_type=st.text(max_size=80), encoding=st.text(max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_any_response_headers_are_handled(content_type: str, encoding: str) -> None:
+    from consentmw.ui import UI
+
+    ui = UI.__new__(UI)
+    ui._type_cache = {}
+    ui._charset_cache = {}
+    headers = [("Content-Type", content_type), ("Content-Encoding", encoding)]
+    assert ui._eligible({"REQUEST_METHOD": "GET"}, 200, headers) in (True, False)
+    html_like = "text/html; charset=" + content_type
+    assert ui._eligible({"REQUEST_METHOD": "GET"}, 200, [("Content-Type", html_like)]) in (
+        True,
+        False,
+    )

@@ -346,7 +346,7 @@ class UI:
         if known is None:
             try:
                 codec = codecs.lookup(name).name
-            except LookupError:
+            except (LookupError, ValueError):  # unknown, or not a valid name at all ("\0")
                 codec = ""
             known = False
             if (
@@ -356,7 +356,7 @@ class UI:
             ):
                 try:
                     known = _PROBE.decode(codec) == _PROBE.decode("ascii")
-                except (UnicodeDecodeError, LookupError):
+                except (LookupError, ValueError):  # not a text encoding (rot13, punycode...)
                     known = False
             if len(self._charset_cache) >= _CACHE_LIMIT:
                 self._charset_cache.clear()
