@@ -381,6 +381,7 @@ class UIConfig:
         "lifetime_days",
         "lifetime_session",
         "lifetime_unknown",
+        "notice_text",
     )
 
 

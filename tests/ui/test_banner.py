@@ -63,6 +63,7 @@ def test_notice_model_banner_shows_once(make_site: Callable[..., Site]) -> None:
     site = make_site(policy={"model": "notice"})
     first = site.get("/").get_data(as_text=True)
     assert 'id="cmw-banner"' in first
+    assert "By continuing to use this site you accept" in first
     # Carrying on after the notice is the acceptance: no banner on the next page.
     assert BANNER not in site.get("/next").get_data()
 
@@ -313,6 +314,7 @@ def test_banner_renders_every_purpose_in_order() -> None:
         nonce=None,
         gpc_purposes=frozenset(),
         gpc=False,
+        notice=False,
         policy_changed=False,
         notice_url="/_consent/policy",
         policy_url=None,

@@ -182,10 +182,11 @@ class UI:
         header = environ.get("HTTP_ACCEPT_LANGUAGE")
         if not header or len(self.languages) == 1 or not isinstance(header, str):
             return default
+        # Browsers send a few dozen bytes; a longer header is cut, not parsed at length.
+        header = header[:512]
         found = self._lang_cache.get(header)
         if found is None:
-            # Browsers send a few dozen bytes; a longer header is cut, not parsed at length.
-            accept = parse_accept_header(header[:512], LanguageAccept)
+            accept = parse_accept_header(header, LanguageAccept)
             found = accept.best_match(self.languages, default=default) or default
             if len(self._lang_cache) >= _CACHE_LIMIT:
                 self._lang_cache.clear()
@@ -463,6 +464,7 @@ class UI:
             nonce=nonce,
             gpc_purposes=self.config.gpc_purposes,
             gpc=state.source == "gpc",
+            notice=state.model == "notice",
             policy_changed=state.stored_version is not None
             and state.stored_version != state.policy_version,
             notice_url=f"{self.mount}/policy",

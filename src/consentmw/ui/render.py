@@ -83,6 +83,7 @@ class BannerView:
     nonce: str | None
     gpc_purposes: frozenset[str]
     gpc: bool
+    notice: bool
     policy_changed: bool
     notice_url: str
     policy_url: str | None
@@ -153,6 +154,8 @@ def banner(view: BannerView) -> str:
     t = view.texts
     mount = _attr(view.mount)
     hidden = _hidden("csrf", view.csrf) + _hidden("next", view.next)
+    # Under the "notice" model, carrying on is the acceptance: the banner must say so.
+    text = "notice_text" if view.notice else "banner_text"
     tags = "".join(f"<li>{escape(p.text(t.lang)[0])}</li>" for p in view.purposes)
     gpc = f'<p class="cmw-gpc">{escape(t["gpc_honoured"])}</p>' if view.gpc else ""
     changed = (
@@ -178,7 +181,7 @@ def banner(view: BannerView) -> str:
         'aria-labelledby="cmw-title" aria-describedby="cmw-desc" tabindex="-1">'
         f'<h2 id="cmw-title" class="cmw-title">{escape(t["banner_title"])}</h2>'
         '<div id="cmw-first">'
-        f'<div id="cmw-desc"><p class="cmw-text">{escape(t["banner_text"])}</p>{changed}{gpc}'
+        f'<div id="cmw-desc"><p class="cmw-text">{escape(t[text])}</p>{changed}{gpc}'
         f'<ul class="cmw-tags">{tags}</ul></div>'
         f'<p class="cmw-links">{_links(t, view.notice_url, view.policy_url)}</p>'
         f'<form id="cmw-choice" class="cmw-form" method="post" action="{mount}">{hidden}'

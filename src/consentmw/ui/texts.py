@@ -73,6 +73,10 @@ _EN = {
     "lifetime_days": "{n} days",
     "lifetime_session": "until the browser closes",
     "lifetime_unknown": "not stated",
+    "notice_text": (
+        "We use cookies and similar technologies. By continuing to use this site you accept "
+        "them; you can refuse them or change your choice at any time."
+    ),
 }
 
 _DE = {
@@ -133,6 +137,10 @@ _DE = {
     "lifetime_days": "{n} Tage",
     "lifetime_session": "bis der Browser geschlossen wird",
     "lifetime_unknown": "nicht angegeben",
+    "notice_text": (
+        "Wir verwenden Cookies und ähnliche Technologien. Wenn Sie diese Website weiter nutzen, "
+        "stimmen Sie ihnen zu; Sie können sie jederzeit ablehnen oder Ihre Auswahl ändern."
+    ),
 }
 
 #: The languages consentmw ships, by language tag.
