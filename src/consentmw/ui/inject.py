@@ -437,6 +437,7 @@ class GatedBody:
         self._injector = injector
 
     def __iter__(self) -> Iterator[bytes]:
+        """One output chunk per input chunk (possibly empty), then the rest."""
         injector = self._injector
         for chunk in self._app_iter:
             if injector.copying:
@@ -446,6 +447,7 @@ class GatedBody:
         yield injector.finish()
 
     def close(self) -> None:
+        """Close the application's iterable, iterated or not."""
         close = getattr(self._app_iter, "close", None)
         if close is not None:
             close()
