@@ -166,8 +166,14 @@ def decide(
     gpc: bool = False,
     dnt: bool = False,
     country: str | None = None,
+    continued_use: bool = True,
 ) -> ConsentState:
-    """The consent state for one request."""
+    """The consent state for one request.
+
+    ``continued_use``: this request is the visitor carrying on through the site (a page
+    navigation), which under the ``notice`` model accepts a notice already shown. Requests
+    the page makes by itself (scripts, images, the banner's own calls) are not.
+    """
     policy = config.policy
     model = policy.model
     if config.jurisdictions.header is not None:
@@ -199,13 +205,13 @@ def decide(
     elif model == "opt-out":
         granted, decided, source = config.purpose_ids, False, "default"
     elif model == "notice":
-        if stored is not None and stored.notice_version == version:
+        if stored is not None and stored.notice_version == version and continued_use:
             # The notice was shown and the visitor carried on: that is the acceptance.
             granted, decided, source = config.purpose_ids, True, "notice"
             accepted_by_notice = True
         else:
             granted, decided, source = required, False, "default"
-            notice_shown = True
+            notice_shown = stored is None or stored.notice_version != version
     else:
         granted, decided, source = required, False, "default"
 

@@ -19,6 +19,7 @@ from .events import RequestFacts
 from .jars import Jar, SessionJar
 
 if TYPE_CHECKING:
+    from .cookies import CookieSpec
     from .dispatch import RequestInfo
     from .engine import Engine
 
@@ -103,8 +104,8 @@ class RequestContext:
         self._email: str | None = None
         self._visitor: Visitor | None = None
         self._state_key: Any = None
-        #: ``Set-Cookie`` values the middleware adds to the response (expiries on withdrawal).
-        self.extra_set_cookies: list[str] = []
+        #: Cookies the middleware adds to the response (expiries on withdrawal).
+        self.extra_set_cookies: list[CookieSpec] = []
 
     def __repr__(self) -> str:
         method, path = self.environ.get("REQUEST_METHOD"), self.environ.get("PATH_INFO")
@@ -217,7 +218,12 @@ class RequestContext:
         state = self._consent or self.state()
         if purpose is None or purpose not in state.granted:
             return False
-        info = self._info or engine.request_info(self)
+        tracking = engine.tracking_purpose
+        if tracking is not None and tracking in state.granted:
+            info = self._info or engine.request_info(self)
+        else:
+            # Allowed by its own purpose, but no tracking consent: no identifiers at all.
+            info = engine.aggregate_info(self)
         return engine.dispatcher.enqueue(("action", name, time.time(), props, info, None))
 
     def identify(self, email: str) -> bool:

@@ -5,9 +5,11 @@ It does not use ``http.cookies.SimpleCookie``, which drops *every* cookie when o
 cookie is malformed, nor a full parser, since we only need our own names — all their
 occurrences, because duplicates must be seen (the most restrictive wins). It never raises.
 
-Writing: :class:`CookieWriter` renders our cookies with werkzeug's ``dump_cookie`` and the
-validated attributes of the configuration, and renders deletions with the very same
-attributes (a deletion with another ``Path`` or ``Domain`` deletes nothing).
+Writing: :class:`CookieWriter` builds our cookies as :class:`CookieSpec` values — the name,
+the value and every attribute, from the validated configuration — and deletions with the
+very same attributes (a deletion with another ``Path`` or ``Domain`` deletes nothing). A
+spec is the neutral form each integration renders: :meth:`CookieSpec.header` with
+werkzeug's ``dump_cookie`` for WSGI, ``response.set_cookie`` for Django.
 
 Filtering the application's cookies: :func:`set_cookie_name` and :func:`is_deletion` read a
 ``Set-Cookie`` value as a browser would (RFC 6265 §5.2).
@@ -15,6 +17,8 @@ Filtering the application's cookies: :func:`set_cookie_name` and :func:`is_delet
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +26,7 @@ from werkzeug.http import dump_cookie, parse_date
 
 __all__ = [
     "CookieNames",
+    "CookieSpec",
     "CookieWriter",
     "find_cookies",
     "is_deletion",
@@ -67,17 +72,20 @@ def find_cookies(header: str | None, names: Sequence[str]) -> dict[str, list[str
         return found
     if len(header) > MAX_COOKIE_HEADER:
         header = header[:MAX_COOKIE_HEADER]
-    for part in header.split(";"):
-        name, sep, value = part.partition("=")
-        if not sep:
-            continue
-        name = name.strip()
-        if name in names:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            found.setdefault(name, []).append(value)
+    for name, value in _finder(tuple(names)).findall(header):
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        found.setdefault(name, []).append(value)
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _finder(names: tuple[str, ...]) -> re.Pattern[str]:
+    # One pass in C over the header: a name counts only at the start of a pair (after ";"
+    # and optional white space), so "xcmw_prefs" or a value containing the name never match.
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?:^|;)[ \t]*({alternatives})[ \t]*=([^;]*)")
 
 
 def split_cookie_header(header: str | None) -> list[tuple[str, str]]:
@@ -148,8 +156,45 @@ def parent_domains(host: str, configured: str | None) -> list[str | None]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class CookieSpec:
+    """One cookie to send: its name, value and every attribute.
+
+    A deletion is a spec with ``max_age == 0`` (:attr:`deletes`); it is rendered with an
+    ``Expires`` in 1970 as well, for clients that ignore ``Max-Age``.
+    """
+
+    name: str
+    value: str
+    max_age: int | None
+    path: str
+    domain: str | None
+    secure: bool
+    httponly: bool
+    samesite: str | None
+
+    @property
+    def deletes(self) -> bool:
+        """Does this spec delete its cookie?"""
+        return self.max_age == 0
+
+    def header(self) -> str:
+        """The ``Set-Cookie`` header value (werkzeug's ``dump_cookie``)."""
+        return dump_cookie(
+            self.name,
+            self.value,
+            max_age=self.max_age,
+            expires=0 if self.deletes else None,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+        )
+
+
 class CookieWriter:
-    """Renders ``Set-Cookie`` values for our cookies with the configured attributes."""
+    """Builds our cookies, and deletions, with the configured attributes."""
 
     __slots__ = ("domain", "path", "samesite", "secure")
 
@@ -159,11 +204,13 @@ class CookieWriter:
         self.path = path
         self.domain = domain
 
-    def set(self, name: str, value: str, *, max_age: float | None, shared: bool = False) -> str:
-        """A ``Set-Cookie`` value. ``shared``: carry the configured ``Domain`` (prefs only);
+    def cookie(
+        self, name: str, value: str, *, max_age: float | None, shared: bool = False
+    ) -> CookieSpec:
+        """One of our cookies. ``shared``: carry the configured ``Domain`` (prefs only);
         ``__Host-`` cookies are always host-only with ``Path=/``."""
         host_only = name.startswith("__Host-") or not shared
-        return dump_cookie(
+        return CookieSpec(
             name,
             value,
             max_age=None if max_age is None else int(max_age),
@@ -174,34 +221,25 @@ class CookieWriter:
             samesite=self.samesite,
         )
 
+    def deletion(self, name: str, *, shared: bool = False) -> CookieSpec:
+        """The deletion matching :meth:`cookie` for the same name: identical attributes."""
+        return self.cookie(name, "", max_age=0, shared=shared)
+
+    def foreign_deletions(self, name: str, domains: Iterable[str | None]) -> list[CookieSpec]:
+        """Deletions of someone else's cookie for each candidate domain, at ``Path=/``."""
+        secure = self.secure and name.startswith(("__Secure-", "__Host-"))
+        return [CookieSpec(name, "", 0, "/", domain, secure, False, None) for domain in domains]
+
+    # Rendered forms, for callers that want header values directly.
+
+    def set(self, name: str, value: str, *, max_age: float | None, shared: bool = False) -> str:
+        """The ``Set-Cookie`` value of :meth:`cookie`."""
+        return self.cookie(name, value, max_age=max_age, shared=shared).header()
+
     def delete(self, name: str, *, shared: bool = False) -> str:
-        """The deletion matching :meth:`set` for the same name: identical attributes."""
-        host_only = name.startswith("__Host-") or not shared
-        return dump_cookie(
-            name,
-            "",
-            max_age=0,
-            expires=0,
-            path="/" if name.startswith("__Host-") else self.path,
-            domain=None if host_only else self.domain,
-            secure=self.secure,
-            httponly=True,
-            samesite=self.samesite,
-        )
+        """The ``Set-Cookie`` value of :meth:`deletion`."""
+        return self.deletion(name, shared=shared).header()
 
     def expire_foreign(self, name: str, domains: Iterable[str | None]) -> list[str]:
-        """Deletions of someone else's cookie for each candidate domain, at ``Path=/``."""
-        out = []
-        for domain in domains:
-            out.append(
-                dump_cookie(
-                    name,
-                    "",
-                    max_age=0,
-                    expires=0,
-                    path="/",
-                    domain=domain,
-                    secure=self.secure and name.startswith(("__Secure-", "__Host-")),
-                )
-            )
-        return out
+        """The ``Set-Cookie`` values of :meth:`foreign_deletions`."""
+        return [spec.header() for spec in self.foreign_deletions(name, domains)]

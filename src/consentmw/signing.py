@@ -13,7 +13,9 @@ simply ``None``, and the caller treats it as absent.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import TimestampSigner
-from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int
+from itsdangerous.encoding import base64_encode
 
 __all__ = ["FORMAT_VERSION", "KeyRing", "ValueSigner", "Verified"]
 
@@ -33,9 +35,9 @@ CLOCK_LEEWAY = 30.0
 
 _ALLOWED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _MAX_VALUE = 8192
-# HMAC-SHA256: 32 bytes, 43 base64 characters; the last one carries 4 bits and 2 zero bits.
+# HMAC-SHA256: 32 bytes, 43 base64 characters.
 _SIG_LEN = 43
-_CANONICAL_LAST = frozenset(b"AEIMQUYcgkosw048")
+_CACHE_SIZE = 4096
 
 
 class KeyRing:
@@ -97,16 +99,22 @@ class ValueSigner:
     """Signs JSON objects into cookie-safe strings (base64url and ``.`` only) and back.
 
     The payload gets ``"v": FORMAT_VERSION``. :meth:`loads` returns ``None`` for anything
-    that does not verify; it never raises.
+    that does not verify; it never raises. Values that verified are remembered (a bounded
+    cache per signer, keyed by the exact value), so a browser sending the same cookie again
+    costs a lookup and the age check, not an HMAC; the payloads handed out are shared and
+    must not be mutated.
     """
 
-    __slots__ = ("_clock", "_newest", "_older", "salt")
+    __slots__ = ("_cache", "_clock", "_keys", "_newest", "salt")
 
     def __init__(self, ring: KeyRing, salt: str, *, clock: Callable[[], float] = time.time) -> None:
         self.salt = salt
         self._clock = clock
         self._newest = _Signer([ring.newest], salt, clock)
-        self._older = _Signer(ring.keys[:-1], salt, clock) if len(ring.keys) > 1 else None
+        # Derived keys, newest first, as itsdangerous derives them (HMAC key derivation).
+        derived = _Signer(ring.keys, salt, clock)
+        self._keys = [derived.derive_key(k) for k in reversed(ring.keys)]
+        self._cache: dict[str, tuple[Mapping[str, Any], int, bool]] = {}
 
     def dumps(self, payload: Mapping[str, Any]) -> str:
         """Sign ``payload`` (a JSON object) with the newest key and the current time."""
@@ -119,6 +127,24 @@ class ValueSigner:
         """Verify ``value`` and return its payload, or ``None`` if it does not verify, is
         older than ``max_age`` seconds (or more than the leeway in the future), or is not a
         JSON object of the current format version."""
+        hit = self._cache.get(value)
+        if hit is not None:
+            age = self._clock() - hit[1]
+            if age > max_age or age < -CLOCK_LEEWAY:
+                return None
+            return Verified(hit[0], hit[1], hit[2])
+        verified = self._verify(value, max_age)
+        if verified is not None:
+            cache = self._cache
+            if len(cache) >= _CACHE_SIZE:
+                try:
+                    del cache[next(iter(cache))]
+                except (KeyError, RuntimeError, StopIteration):
+                    cache.clear()
+            cache[value] = (verified.payload, verified.signed_at, verified.old_key)
+        return verified
+
+    def _verify(self, value: str, max_age: float) -> Verified | None:
         if not value or len(value) > _MAX_VALUE:
             return None
         try:
@@ -131,29 +157,33 @@ class ValueSigner:
         if len(parts) != 3:
             return None
         body, ts_raw, sig = parts
-        # base64 decoding ignores the unused low bits of the last character; a signature is
-        # accepted only in its one canonical spelling, so that any change to the value fails.
-        if len(sig) != _SIG_LEN or sig[-1] not in _CANONICAL_LAST:
+        if len(sig) != _SIG_LEN:
             return None
         signed = body + b"." + ts_raw
         old_key = False
-        if not self._newest.verify_signature(signed, sig):
-            if self._older is None or not self._older.verify_signature(signed, sig):
-                return None
-            old_key = True
+        # Compare the encoded signature, in constant time: base64 decoding would ignore the
+        # unused low bits of the last character, and a value must fail on any change.
+        for i, key in enumerate(self._keys):
+            expected = base64_encode(hmac.new(key, signed, hashlib.sha256).digest())
+            if hmac.compare_digest(expected, sig):
+                old_key = i > 0
+                break
+        else:
+            return None
         try:
-            signed_at = bytes_to_int(base64_decode(ts_raw))
-        except (ValueError, TypeError):  # pragma: no cover - signed, so well-formed
+            signed_at = int.from_bytes(_b64decode(ts_raw), "big")
+            payload = json.loads(_b64decode(body))
+        except ValueError:
             return None
         age = self._clock() - signed_at
         if age > max_age or age < -CLOCK_LEEWAY:
-            return None
-        try:
-            payload = json.loads(base64_decode(body))
-        except ValueError:
             return None
         if not isinstance(payload, dict) or type(payload.get("v")) is not int:
             return None
         if payload["v"] != FORMAT_VERSION:
             return None
         return Verified(payload, signed_at, old_key)
+
+
+def _b64decode(data: bytes) -> bytes:
+    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))

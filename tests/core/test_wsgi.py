@@ -728,6 +728,19 @@ def test_notice_model_continued_use_is_recorded(make_client: Factory) -> None:
     assert len(list(sink.consent_records())) == 1
 
 
+def test_notice_is_accepted_by_a_navigation_not_by_the_page_itself(make_client: Factory) -> None:
+    sink = MemorySink()
+    app, calls = recording_app()
+    _, client = make_client(app, make_config(policy={"model": "notice"}), sinks={"memory://": sink})
+    client.get("/")
+    assert client.get("/_consent").get_json()["decided"] is False
+    client.get("/logo.svg", headers={"Sec-Fetch-Dest": "image"})
+    client.post("/form")
+    assert not seen(calls).decided and list(sink.consent_records()) == []
+    client.get("/next", headers={"Sec-Fetch-Dest": "document"})
+    assert seen(calls).decided and [r.mechanism for r in sink.consent_records()] == ["notice"]
+
+
 # ---------------------------------------------------------------- context
 
 
