@@ -6,7 +6,10 @@ attributes, sinks, the dispatcher, the UI) and then, per request, reads our cook
 decides the consent state, filters the application's ``Set-Cookie`` headers, writes our
 cookies, records events and answers the consent endpoints. It reads request values from an
 environ-shaped mapping (a WSGI environ or Django's ``request.META``) and returns plain
-values: header lists and :class:`~consentmw.endpoints.Response` objects.
+values: an :class:`Outcome` (the application's headers, filtered, and our cookies as
+:class:`~consentmw.cookies.CookieSpec` values) and :class:`~consentmw.endpoints.Response`
+objects. The WSGI middleware renders them as header lists; the Django middleware as
+``HttpResponse`` headers and ``response.set_cookie`` calls.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from .consentlog import ConsentRecord
 from .context import RequestContext, Visitor
 from .cookies import (
     CookieNames,
+    CookieSpec,
     CookieWriter,
     find_cookies,
     is_deletion,
@@ -46,13 +51,31 @@ from .signing import KeyRing, ValueSigner
 from .sinks import ConsentLogSink, Sink, open_sink, url_path
 from .spool import Spool
 
-__all__ = ["Engine"]
+__all__ = ["PLACED_KEY", "Engine", "Outcome"]
 
 log = logging.getLogger("consentmw")
 
 _CACHE_SIZE = 2048
 _CSRF_MAX_AGE = 12 * 3600
 _PREFETCH_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_MOZ", "HTTP_X_PURPOSE")
+
+#: Where the template helpers (:meth:`Engine.banner_markup`, :meth:`Engine.settings_link_markup`)
+#: note what a page placed itself, so that it is not inserted a second time.
+PLACED_KEY = "consentmw.ui.placed"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to send with an application's response: its headers, without the ``Set-Cookie``
+    values consent does not allow and with ``Vary``/``Cache-Control`` adjusted when the
+    response depends on consent; and consentmw's own cookies to add."""
+
+    headers: list[tuple[str, str]]
+    cookies: list[CookieSpec]
+
+    def wsgi_headers(self) -> list[tuple[str, str]]:
+        """The headers with our cookies rendered as ``Set-Cookie`` values."""
+        return [*self.headers, *(("Set-Cookie", c.header()) for c in self.cookies)]
 
 
 def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -95,6 +118,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         sinks: Mapping[str, Sink] | None = None,
         extra_necessary_cookies: Sequence[str] = (),
+        email_hook: Callable[[Mapping[str, Any]], str | None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -126,7 +150,8 @@ class Engine:
         self._gpc_key = "HTTP_SEC_GPC"
         self._country_key = config.jurisdictions.environ_key
         self._honor_dnt = config.policy.honor_dnt
-        self.email_hook = config.resolve.load_email_hook()
+        # resolve.email_hook wins over the integration's (Flask-Login, request.user).
+        self.email_hook = config.resolve.load_email_hook() or email_hook
         # Caches (bounded): verified prefs cookies and the states decided from them; cookie
         # rules by name.
         self._prefs_cache: dict[str, Any] = {}
@@ -586,9 +611,9 @@ class Engine:
             out.append(item)
         return out, dependent
 
-    def our_cookies(self, ctx: RequestContext) -> list[str]:
-        """``Set-Cookie`` values for our jars that changed (and re-signing, deletions)."""
-        out: list[str] = []
+    def our_cookies(self, ctx: RequestContext) -> list[CookieSpec]:
+        """Our jars' cookies that changed (and re-signing, deletions)."""
+        out: list[CookieSpec] = []
         writer = self.writer
         state = ctx._consent
         if state is not None and state.notice_shown:
@@ -614,7 +639,7 @@ class Engine:
             if prefs_data:
                 payload["p"] = prefs_data
             out.append(
-                writer.set(
+                writer.cookie(
                     self.names.prefs,
                     self.prefs_signer.dumps(payload),
                     max_age=self.prefs_max_age,
@@ -627,12 +652,12 @@ class Engine:
             sid = session.id
             if sid is None and not data:
                 if ctx.cookie_values(self.names.session):
-                    out.append(writer.delete(self.names.session))
+                    out.append(writer.deletion(self.names.session))
             else:
                 if sid is None:
                     sid = session.ensure_id()
                 out.append(
-                    writer.set(
+                    writer.cookie(
                         self.names.session,
                         self.session_signer.dumps({"sid": sid, "d": data}),
                         max_age=None,
@@ -643,10 +668,10 @@ class Engine:
             data = cart.snapshot()
             if not data:
                 if ctx.cookie_values(self.names.cart):
-                    out.append(writer.delete(self.names.cart))
+                    out.append(writer.deletion(self.names.cart))
             else:
                 out.append(
-                    writer.set(
+                    writer.cookie(
                         self.names.cart,
                         self.cart_signer.dumps({"d": data}),
                         max_age=self.cart_max_age,
@@ -663,25 +688,39 @@ class Engine:
         *,
         form: Mapping[str, Sequence[str]] | None = None,
     ) -> list[tuple[str, str]]:
-        """The response headers to send: the application's, filtered, plus ours; and the
-        request's page visit and rule-based actions queued."""
+        """The response headers to send: the application's, filtered, plus ours as
+        ``Set-Cookie`` values (:meth:`finish_response`, rendered for WSGI)."""
+        return self.finish_response(ctx, status, headers, form=form).wsgi_headers()
+
+    def finish_response(
+        self,
+        ctx: RequestContext,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        *,
+        form: Mapping[str, Sequence[str]] | None = None,
+    ) -> Outcome:
+        """Decide what goes out with an application's response (its ``Set-Cookie`` values
+        among ``headers``): the headers to keep and our cookies; the request's page visit
+        and rule-based actions are queued, the UI's insertion prepared."""
         out, dependent = self.filter_headers(ctx, headers)
         if self.tracking.page_visits or self.config.tracking.actions:
             self._track_response(ctx, status, out, form)
         # Before our cookies are written: what the UI injects may start the session (the
         # banner's CSRF token) and may depend on consent (read here, so marked private below).
         self.ui.prepare(ctx, status, out)
+        placed = ctx.environ.get(PLACED_KEY)
+        if placed:
+            self._skip_placed(ctx, placed, out)
         try:
             ours = self.our_cookies(ctx)
         except Exception as exc:  # JarOverflowError / TypeError from a nested mutation
             self.counters["jar_overflow"].incr()
             log.error("consentmw: a cookie jar could not be written: %s", exc)
             ours = []
-        for value in ours:
-            out.append(("Set-Cookie", value))
         if dependent or ctx._consent_read:
             mark_private(out)
-        return out
+        return Outcome(out, ours)
 
     # ------------------------------------------------------------------ tracking
 
@@ -862,41 +901,66 @@ class Engine:
         doc["mount"] = self.mount
         return doc
 
+    def request_scheme(self, environ: Mapping[str, Any]) -> str:
+        """``http`` or ``https`` as the visitor sent it: ``X-Forwarded-Proto`` is believed
+        only from ``resolve.trusted_proxies`` hops."""
+        scheme = str(environ.get("wsgi.url_scheme", "http"))
+        hops = self.config.resolve.trusted_proxies
+        forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
+        if hops and forwarded:
+            values = [v.strip().lower() for v in str(forwarded).split(",")]
+            if len(values) >= hops and values[-hops] in ("http", "https"):
+                return values[-hops]
+        return scheme
+
     def endpoint(
         self,
         ctx: RequestContext,
         read_body: Callable[[int], bytes],
         scheme: str,
     ) -> ep.Response:
-        """Answer a request to one of our endpoints (see :meth:`is_endpoint`)."""
-        environ = ctx.environ
-        path = environ.get("PATH_INFO", "")
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        if path == "/.well-known/gpc.json":
-            if method not in ("GET", "HEAD"):
-                return _not_allowed("GET, HEAD")
-            return self._with_cookies(ctx, self.ui.gpc_document())
-        sub = path[len(self.mount) :]
-        if sub in ("", "/"):
-            if method in ("GET", "HEAD"):
-                response = ep.Response.json(self.state_document(ctx, self.ui.language(environ)))
-                return self._with_cookies(ctx, response)
-            if method != "POST":
-                return _not_allowed("GET, HEAD, POST")
-            return self._with_cookies(ctx, self._post_choice(ctx, read_body, scheme))
-        response = self.ui.page(ctx, sub, method, read_body, scheme)
-        return self._with_cookies(ctx, response)
+        """Answer a request to one of our endpoints (see :meth:`is_endpoint`); our cookies
+        are rendered into its headers (:meth:`endpoint_response`, for WSGI)."""
+        response, cookies = self.endpoint_response(ctx, read_body, scheme)
+        response.headers.extend(("Set-Cookie", c.header()) for c in cookies)
+        return response
 
-    def _with_cookies(self, ctx: RequestContext, response: ep.Response) -> ep.Response:
+    def endpoint_response(
+        self,
+        ctx: RequestContext,
+        read_body: Callable[[int], bytes],
+        scheme: str,
+    ) -> tuple[ep.Response, list[CookieSpec]]:
+        """Answer a request to one of our endpoints: the response, and our cookies to send
+        with it."""
+        response = self._answer(ctx, read_body, scheme)
         try:
             ours = self.our_cookies(ctx)
         except Exception as exc:
             self.counters["jar_overflow"].incr()
             log.error("consentmw: a cookie jar could not be written: %s", exc)
             ours = []
-        response.headers.extend(("Set-Cookie", v) for v in ours)
         mark_private(response.headers)
-        return response
+        return response, ours
+
+    def _answer(
+        self, ctx: RequestContext, read_body: Callable[[int], bytes], scheme: str
+    ) -> ep.Response:
+        environ = ctx.environ
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if path == "/.well-known/gpc.json":
+            if method not in ("GET", "HEAD"):
+                return _not_allowed("GET, HEAD")
+            return self.ui.gpc_document()
+        sub = path[len(self.mount) :]
+        if sub in ("", "/"):
+            if method in ("GET", "HEAD"):
+                return ep.Response.json(self.state_document(ctx, self.ui.language(environ)))
+            if method != "POST":
+                return _not_allowed("GET, HEAD, POST")
+            return self._post_choice(ctx, read_body, scheme)
+        return self.ui.page(ctx, sub, method, read_body, scheme)
 
     def refuse(self, ctx: RequestContext, problem: ep.Problem, wants_json: bool) -> ep.Response:
         if problem.status == 403:
@@ -1002,7 +1066,62 @@ class Engine:
             rule = self._rule_for(name)
             if rule is not None and rule.purpose in withdrawn:
                 seen.add(name)
-                ctx.extra_set_cookies.extend(self.writer.expire_foreign(name, domains))
+                ctx.extra_set_cookies.extend(self.writer.foreign_deletions(name, domains))
+
+    # ------------------------------------------------------------------ template helpers
+
+    def banner_markup(self, ctx: RequestContext) -> str:
+        """The banner, for a template that places it itself (the Jinja global
+        ``consent_banner()``, the Django tag ``{% consent_banner %}``): empty once the
+        visitor has decided. The response then gets no second, inserted banner."""
+        _placed(ctx).add("banner")
+        if ctx.consent.decided:  # reading it makes the page vary by cookie
+            return ""
+        return self._markup(ctx, banner=True)
+
+    def settings_link_markup(self, ctx: RequestContext) -> str:
+        """The "Cookie settings" link to the preferences page, for a template that places
+        it itself; the response then gets no inserted link."""
+        _placed(ctx).add("settings_link")
+        return self._markup(ctx, link=True)
+
+    def _markup(self, ctx: RequestContext, *, link: bool = False, banner: bool = False) -> str:
+        from .ui import render
+
+        ui = self.ui
+        environ = ctx.environ
+        nonce = ui._nonce(environ)
+        texts = ui.texts(environ)
+        parts = [render.stylesheet(ui._css_url, nonce)]
+        if link:
+            parts.append(render.settings_link(f"{self.mount}/preferences", texts))
+        if banner:
+            parts.append(render.banner(ui._banner_view(ctx, texts, nonce)))
+        return "".join(parts)
+
+    def _skip_placed(
+        self, ctx: RequestContext, placed: set[str], headers: list[tuple[str, str]]
+    ) -> None:
+        """Leave out of the UI's insertion what the page's template placed itself."""
+        from .ui import PLAN_KEY, InjectionPlan, _vary
+
+        if len(self.ui.languages) > 1:
+            _vary(headers, "Accept-Language")
+        plan = ctx.environ.get(PLAN_KEY)
+        if not isinstance(plan, InjectionPlan) or not plan.body:
+            return
+        ui = self.config.ui
+        link = ui.settings_link and "settings_link" not in placed
+        banner = ui.banner and "banner" not in placed and not ctx.state().decided
+        body = b""
+        if link or banner:
+            body = self._markup(ctx, link=link, banner=banner).encode("ascii", "xmlcharrefreplace")
+        if body or plan.head or plan.gating:
+            from dataclasses import replace
+
+            ctx.environ[PLAN_KEY] = replace(plan, body=body)
+        else:
+            del ctx.environ[PLAN_KEY]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1030,6 +1149,13 @@ class Engine:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _placed(ctx: RequestContext) -> set[str]:
+    placed = ctx.environ.get(PLACED_KEY)
+    if not isinstance(placed, set):
+        placed = ctx.environ[PLACED_KEY] = set()
+    return placed
 
 
 def _most_restrictive(

@@ -44,7 +44,9 @@ class ConsentMiddleware:
     path of a TOML file. ``sinks`` maps sink URLs to sink objects to use instead of opening
     those URLs (tests, custom sinks). ``necessary_cookies`` names cookies the wrapped
     framework sets itself and that must never be blocked (the Flask and Django integrations
-    pass their session and CSRF cookies). ``clock`` returns the time in seconds (tests).
+    pass their session and CSRF cookies). ``email_hook`` is called with the environ for the
+    signed-in visitor's e-mail address when ``resolve.email_hook`` is not configured (the
+    Flask integration passes Flask-Login's). ``clock`` returns the time in seconds (tests).
     """
 
     def __init__(
@@ -54,12 +56,17 @@ class ConsentMiddleware:
         *,
         sinks: Mapping[str, Sink] | None = None,
         necessary_cookies: Sequence[str] = (),
+        email_hook: Callable[[Mapping[str, Any]], str | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.config = Config.load(config)
         self.engine = Engine(
-            self.config, clock=clock, sinks=sinks, extra_necessary_cookies=necessary_cookies
+            self.config,
+            clock=clock,
+            sinks=sinks,
+            extra_necessary_cookies=necessary_cookies,
+            email_hook=email_hook,
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -152,14 +159,7 @@ def _status_code(status: str) -> int:
 
 
 def _scheme(environ: WSGIEnvironment, engine: Engine) -> str:
-    scheme = str(environ.get("wsgi.url_scheme", "http"))
-    hops = engine.config.resolve.trusted_proxies
-    forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
-    if hops and forwarded:
-        values = [v.strip().lower() for v in str(forwarded).split(",")]
-        if len(values) >= hops and values[-hops] in ("http", "https"):
-            return values[-hops]
-    return scheme
+    return engine.request_scheme(environ)
 
 
 def _fail_closed(
