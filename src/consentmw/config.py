@@ -42,6 +42,7 @@ __all__ = [
     "PolicyVersion",
     "Purpose",
     "ResolveConfig",
+    "RightsConfig",
     "SinksConfig",
     "SiteConfig",
     "TrackingConfig",
@@ -387,9 +388,34 @@ class UIConfig:
 
 @dataclass(frozen=True, slots=True)
 class OptoutConfig:
+    """``[optout]``: signed opt-out links (``consentmw.rights``).
+
+    ``base_url``: the scheme and host (and any path prefix) links start with, default
+    ``https://<site.name>``; ``max_age_days``: how long a link stays valid (at least 30);
+    ``contact``: another way to opt out, named on the page a broken link gets (an e-mail
+    address, a ``mailto:`` URL or a sentence).
+    """
+
     base_url: str | None = None
     max_age_days: int = 60
     contact: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RightsConfig:
+    """``[rights]``: the data-subject rights layer (``consentmw.rights``).
+
+    ``store``: where suppression lists and restrictions are kept, a ``sqlite://``,
+    ``postgresql://``, ``jsonl://`` or ``memory://`` URL (default: ``sinks.consent_log``, so
+    they live next to the consent log in tables or files of their own);
+    ``consent_retention_days``: how long consent-log records are kept as proof of consent
+    (0: for ever). Erasure never removes them (they name a pseudonymous id only); ``consentmw
+    receipts verify`` counts those past retention and ``consentmw receipts prune`` removes them
+    from the start of the log, keeping the chain verifiable.
+    """
+
+    store: str = "sqlite:///consentmw.db"
+    consent_retention_days: int = 1095
 
 
 @dataclass(frozen=True)
@@ -409,6 +435,7 @@ class Config:
     consent_mode: ConsentModeConfig
     ui: UIConfig
     optout: OptoutConfig
+    rights: RightsConfig = RightsConfig()
     source: str = "(mapping)"
     # Derived once, used per request.
     purpose_ids: frozenset[str] = frozenset()
@@ -638,6 +665,7 @@ def _parse(data: Mapping[str, Any], source: str) -> Config:
     consent_mode = _parse_consent_mode(root.section("consent_mode"), ids)
     ui = _parse_ui(root.section("ui"))
     optout = _parse_optout(root.section("optout"))
+    rights = _parse_rights(root.section("rights"), sinks)
     root.done()
     required = frozenset(p.id for p in purposes.values() if p.required)
     return Config(
@@ -654,6 +682,7 @@ def _parse(data: Mapping[str, Any], source: str) -> Config:
         consent_mode=consent_mode,
         ui=ui,
         optout=optout,
+        rights=rights,
         source=source,
         purpose_ids=ids,
         required=required,
@@ -1137,6 +1166,27 @@ def _parse_optout(s: _Section) -> OptoutConfig:
         base_url=base.rstrip("/") if base else None,
         max_age_days=s.integer("max_age_days", 60, minimum=30, maximum=3650),
         contact=s.text("contact", None),
+    )
+    s.done()
+    return out
+
+
+def _parse_rights(s: _Section, sinks: SinksConfig) -> RightsConfig:
+    store = s.text("store", None)
+    if store is None:
+        store = sinks.consent_log
+    else:
+        _check_sink_url(
+            s,
+            "store",
+            store,
+            _CONSENT_LOG_SCHEMES,
+            "use sqlite://, postgresql://, jsonl:// or memory:// (the suppression list must "
+            "outlive a Redis stream's trimming)",
+        )
+    out = RightsConfig(
+        store=store,
+        consent_retention_days=s.integer("consent_retention_days", 1095, maximum=36500),
     )
     s.done()
     return out

@@ -210,6 +210,11 @@ class Engine:
         from .ui import UI
 
         self.ui = UI(self)
+        # The rights layer: export, erasure, opt-out links (it registers the opt-out page
+        # with the UI); it opens nothing until first used.
+        from .rights import Rights
+
+        self.rights = Rights(config, engine=self)
         self._closed = False
 
     # ------------------------------------------------------------------ building
@@ -1137,6 +1142,7 @@ class Engine:
             return True
         self._closed = True
         ok = self.dispatcher.close(timeout)
+        self.rights.close()
         if self.resolver is not None:
             self.resolver.close()
         for sink in self.sinks.values():

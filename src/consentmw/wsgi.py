@@ -29,6 +29,8 @@ from .sinks import Sink
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from .rights import Rights
+
 __all__ = ["ConsentMiddleware"]
 
 log = logging.getLogger("consentmw")
@@ -144,6 +146,13 @@ class ConsentMiddleware:
         ``replayed``, ``dead_lettered``, ``dropped`` by reason, per sink; and the
         middleware's own (cookies blocked, bad cookies, decisions…)."""
         return self.engine.stats()
+
+    @property
+    def rights(self) -> Rights:
+        """Data-subject rights over this site's sinks: export, rectify, erase, restrict,
+        opt-out links and suppression lists, receipts and reports (see
+        :class:`consentmw.rights.Rights`)."""
+        return self.engine.rights
 
     @property
     def sinks(self) -> Mapping[str, Sink]:
