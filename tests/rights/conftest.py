@@ -80,8 +80,11 @@ def to_toml(data: dict[str, Any]) -> str:
 
     def table(prefix: str, mapping: dict[str, Any]) -> None:
         scalars = {k: v for k, v in mapping.items() if not isinstance(v, dict)}
-        arrays = {k: v for k, v in scalars.items() if isinstance(v, list) and v and
-                  all(isinstance(i, dict) for i in v)}  # fmt: skip
+        arrays = {
+            k: v
+            for k, v in scalars.items()
+            if isinstance(v, list) and v and all(isinstance(i, dict) for i in v)
+        }
         lines.append(f"[{prefix}]")
         for key, value in scalars.items():
             if key not in arrays:

@@ -69,8 +69,11 @@ def test_export_returns_every_event_and_decision_of_one_subject(
     scenario: Scenario, by: str
 ) -> None:
     alice = scenario.alice
-    query = {"email": alice.email.upper(), "visitor_id": alice.visitor_id,
-             "consent_id": alice.consent_id}[by]  # fmt: skip
+    query = {
+        "email": alice.email.upper(),
+        "visitor_id": alice.visitor_id,
+        "consent_id": alice.consent_id,
+    }[by]
     doc = _export(scenario, query)
     assert list(doc) == ["subject", "events", "consent"]
     subject = doc["subject"]
@@ -178,12 +181,23 @@ def test_erase_removes_one_subject_everywhere_and_keeps_the_other(scenario: Scen
     alice_before = [e.id for e in _about(scenario.events(), alice)]
     # Something of Bob's waits in the spool (a sink was down) and in the dispatcher.
     spool = scenario.mw.engine.spool
-    stale = Event("spooled-1", "page_visit", None, "2014-12-13T00:00:00.000000Z",
-                  "shop.example.test", V2, ("analytics",), visitor_id=bob.visitor_id,
-                  path="/late")  # fmt: skip
+    stale = Event(
+        "spooled-1",
+        "page_visit",
+        None,
+        "2014-12-13T00:00:00.000000Z",
+        "shop.example.test",
+        V2,
+        ("analytics",),
+        visitor_id=bob.visitor_id,
+        path="/late",
+    )
     spool.put("some-sink", [stale])
-    spool.dead_letter("some-sink", [Event("dead-1", "identify", None, stale.ts,
-                      "shop.example.test", V2, email=bob.email)], "refused")  # fmt: skip
+    spool.dead_letter(
+        "some-sink",
+        [Event("dead-1", "identify", None, stale.ts, "shop.example.test", V2, email=bob.email)],
+        "refused",
+    )
     result = rights.erase(bob.email)
     assert result.subject.visitor_ids == {bob.visitor_id}
     assert sum(result.sinks.values()) == len(BOB_EVENTS) + 1  # and the opt-out event
@@ -212,8 +226,16 @@ def test_erase_removes_one_subject_everywhere_and_keeps_the_other(scenario: Scen
 def test_erase_reaches_events_waiting_in_the_dispatcher(scenario: Scenario) -> None:
     bob = scenario.bob
     dispatcher = scenario.mw.engine.dispatcher
-    waiting = Event("waiting-1", "page_visit", None, "2014-12-13T00:00:00.000000Z",
-                    "shop.example.test", V2, ("analytics",), visitor_id=bob.visitor_id)  # fmt: skip
+    waiting = Event(
+        "waiting-1",
+        "page_visit",
+        None,
+        "2014-12-13T00:00:00.000000Z",
+        "shop.example.test",
+        V2,
+        ("analytics",),
+        visitor_id=bob.visitor_id,
+    )
     writer = dispatcher._writers[0]
     with writer.cond:  # a batch handed to a writer that has not taken it yet
         writer.batches.append([waiting])
@@ -233,8 +255,12 @@ def test_report_counts_without_small_cells(scenario: Scenario) -> None:
         (("/pricing",), 1),
     )
     report = rights.report(by=["path"], min_count=2)
-    assert [keys for keys, _ in report.rows] == [("/docs",), ("/download",), ("/login",),
-                                                  ("/offers",)]  # fmt: skip
+    assert [keys for keys, _ in report.rows] == [
+        ("/docs",),
+        ("/download",),
+        ("/login",),
+        ("/offers",),
+    ]
     assert report.hidden_cells == 1
     actions = rights.report(by=["name", "site"], type="action", min_count=1)
     assert actions.rows == ((("download", "shop.example.test"), 2),)

@@ -30,7 +30,7 @@ from .progress import Progress
 from .receipts import decision_rows
 from .reports import DEFAULT_MIN_COUNT, FORMATS, REPORT_KEYS
 from .service import Rights
-from .suppression import CHANNELS
+from .suppression import CHANNELS, normalize_address
 
 __all__ = ["COMMANDS"]
 
@@ -256,6 +256,10 @@ def _suppressed_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _suppressed(args: argparse.Namespace) -> int:
+    if normalize_address(args.address, args.channel) is None:
+        # Not "not suppressed": a script must not take a typo for permission to call.
+        err(f"consentmw: not a valid {args.channel} address")
+        return EXIT_USAGE
     with _open(args) as rights:
         try:
             if args.add:
