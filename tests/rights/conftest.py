@@ -17,7 +17,7 @@ from werkzeug.test import Client
 
 import consentmw
 from consentmw.events import Event
-from tests.core.support import SAME_ORIGIN, choose
+from tests.core.support import SAME_ORIGIN, Clock, choose
 
 OLD_KEY = "rights-old-key-0123456789abcdef"
 NEW_KEY = "rights-new-key-0123456789abcdef"
@@ -203,6 +203,12 @@ def record(events: list[str], tmp_path: Path, *, spool: str | None = None) -> Sc
     if shared is not None:
         made.closers.append(lambda: first.close(5))
     return made
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves by hand."""
+    return Clock()
 
 
 @pytest.fixture(params=["sqlite", "postgres", "memory"])

@@ -50,7 +50,7 @@ __all__ = [
 #: The contact channels with a suppression list.
 CHANNELS = ("email", "phone")
 
-_TRUNK = re.compile(r"^(\+\d{1,3})\s*\(0\)")
+_TRUNK = re.compile(r"^(\+\d{1,3}|00\d{1,3})\s*\(0\)")
 
 
 def normalize_address(address: object, channel: str) -> str | None:
