@@ -146,7 +146,7 @@ def test_a_45_day_old_token_verifies_after_one_key_rotation(clock: Clock) -> Non
 
 
 def test_links_stay_valid_at_least_30_days() -> None:
-    with pytest.raises(consentmw.ConfigError, match="optout.max_age_days"):
+    with pytest.raises(consentmw.ConfigError, match=r"optout\.max_age_days"):
         consentmw.Config.load(site_config(["memory://"], optout={"max_age_days": 29}))
 
 
