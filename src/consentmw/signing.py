@@ -33,7 +33,9 @@ FORMAT_VERSION = 1
 #: Seconds a signed timestamp may lie in the future (clock skew between hosts).
 CLOCK_LEEWAY = 30.0
 
-_ALLOWED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+# The characters a signed value may hold. Checked with bytes.translate (deleting them must
+# leave nothing), which runs in C; a set's issuperset boxes every byte as an int.
+_ALLOWED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 _MAX_VALUE = 8192
 # HMAC-SHA256: 32 bytes, 43 base64 characters.
 _SIG_LEN = 43
@@ -151,7 +153,7 @@ class ValueSigner:
             data = value.encode("ascii")
         except UnicodeEncodeError:
             return None
-        if not _ALLOWED.issuperset(data):
+        if data.translate(None, _ALLOWED):
             return None
         parts = data.split(b".")
         if len(parts) != 3:
