@@ -1,0 +1,1 @@
+"""Template libraries of ``consentmw.django`` (``{% load consentmw %}``)."""
