@@ -316,7 +316,7 @@ def test_report_formats(durable_scenario: Scenario, capsys: pytest.CaptureFixtur
     code, out, _ = run(
         capsys, "report", "--config", config, "--format", "csv", "--type", "action", "--by", "name"
     )
-    assert out == "name,count\n"  # two downloads: below the default of 5
+    assert out == "name,count\r\n"  # two downloads: below the default of 5
     code, out, _ = run(
         capsys,
         "report",

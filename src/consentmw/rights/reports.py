@@ -117,7 +117,8 @@ class Report:
     def to_csv(self) -> str:
         """A header line and one line per cell, every text cell neutralised."""
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        # RFC 4180 line ends: a field holding CR or LF is then quoted, not split.
+        writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow([*self.by, "count"])
         for keys, count in self.rows:
             writer.writerow([neutralize_csv_cell("" if k is None else k) for k in keys] + [count])

@@ -186,7 +186,10 @@ class MemoryStore:
 
     def set_restriction(self, digest: str, allowed: Sequence[str] | None, created: str) -> None:
         with self._lock:
-            self._restriction[digest] = (None if allowed is None else tuple(allowed), created)
+            self._restriction[digest] = (
+                None if allowed is None else tuple(sorted(allowed)),
+                created,
+            )
 
     def remove_restrictions(self, digests: Sequence[str]) -> int:
         with self._lock:
