@@ -22,6 +22,7 @@ from .errors import (
     TokenError,
 )
 from .events import Event
+from .rights import Rights, RightsError, SubjectError
 from .sinks import MemorySink, Sink, open_sink
 from .wsgi import ConsentMiddleware
 
@@ -42,8 +43,11 @@ __all__ = [
     "MemorySink",
     "MissingDependencyError",
     "RequestContext",
+    "Rights",
+    "RightsError",
     "Sink",
     "SinkError",
+    "SubjectError",
     "TokenError",
     "Visitor",
     "__version__",

@@ -268,3 +268,16 @@ def test_report_counts_without_small_cells(scenario: Scenario) -> None:
     after = rights.report(by=["path"], min_count=2)
     assert after.rows == ((("/download",), 2),)
     assert after.hidden_cells == 4
+
+
+def test_public_names() -> None:
+    import consentmw
+    import consentmw.rights
+
+    assert consentmw.__all__ == sorted(consentmw.__all__)
+    for name in ("Rights", "RightsError", "SubjectError"):
+        assert name in consentmw.__all__
+        assert getattr(consentmw, name) is getattr(consentmw.rights, name)
+    assert consentmw.rights.__all__ == sorted(consentmw.rights.__all__)
+    assert issubclass(consentmw.RightsError, consentmw.ConsentMWError)
+    assert issubclass(consentmw.SubjectError, consentmw.ConsentMWError)
