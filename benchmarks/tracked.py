@@ -5,8 +5,9 @@ Lines), then ``flush()`` until every event is written; the wall time divided by 
 the bare app's per-request time in the same round. The dispatcher's threads share the
 interpreter lock with the request thread, so this is the cost a site's throughput feels.
 
-Every round checks that the sink holds exactly one event per request (nothing dropped,
-nothing spooled): a figure bought by losing events would fail here, not look good.
+Every round checks that the sink holds exactly one event per request (nothing dropped; a
+batch the writer could not take at once is spooled and counts only once replayed into the
+sink, inside the timing): a figure bought by losing events would fail here.
 The dispatcher runs with its defaults (queue of 10,000, batches of 500, spool next to the
 sink file).
 """
@@ -74,13 +75,17 @@ def run(calls: int, rounds: int, progress: Callable[[str], None] | None = None) 
                 started = WALL()
                 loop_us(mw, [environ] * calls, clock=WALL)
                 delivered = mw.flush(120)
+                spool = mw.engine.dispatcher.spool
+                while delivered and spool.count() and WALL() - started < 120:
+                    time.sleep(0.002)
+                    delivered = mw.flush(120)
                 elapsed = WALL() - started
                 cpu[kind].append((time.process_time() - cpu0) / calls * 1e6)
                 stats = mw.stats()
             finally:
                 mw.close(30)
             got = _count(url)
-            if not delivered or got != calls + 10 or stats["dropped"] or stats["spooled"]:
+            if not delivered or got != calls + 10 or stats["dropped"]:
                 raise AssertionError(
                     f"{kind}: {got} of {calls + 10} events delivered "
                     f"(dropped {stats['dropped']}, spooled {stats['spooled']})"
