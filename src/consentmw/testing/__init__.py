@@ -2,9 +2,11 @@
 
 - :class:`SinkContract` — the contract suite a sink's tests subclass (see
   :mod:`consentmw.testing.contract`);
-- :func:`events` and friends — hypothesis strategies (:mod:`consentmw.testing.strategies`);
+- :func:`events`, :func:`consent_states`, :func:`consent_choices` and friends — hypothesis
+  strategies (:mod:`consentmw.testing.strategies`);
 - the pytest plugin (fixtures ``consent_config``, ``memory_sink``, ``consent_app``,
-  ``consent_client``) is registered by installing consentmw; nothing to import.
+  ``consent_client``; :mod:`consentmw.testing.fixtures`) is registered by installing
+  consentmw; nothing to import. :class:`ConsentClient` is the type of ``consent_client``.
 
 The names load on first use: the pytest plugin imports this package in every test run, and a
 project that has neither hypothesis nor these helpers in use must not pay for (or need) them.
@@ -17,11 +19,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .contract import SinkContract, sample_events
-    from .strategies import HOSTILE_STRINGS, events, json_values, texts, timestamps
+    from .fixtures import ConsentClient, default_config
+    from .strategies import (
+        HOSTILE_STRINGS,
+        consent_choices,
+        consent_states,
+        events,
+        json_values,
+        texts,
+        timestamps,
+    )
 
 __all__ = [
     "HOSTILE_STRINGS",
+    "ConsentClient",
     "SinkContract",
+    "consent_choices",
+    "consent_states",
+    "default_config",
     "events",
     "json_values",
     "sample_events",
@@ -32,7 +47,11 @@ __all__ = [
 _LAZY = {
     "SinkContract": "contract",
     "sample_events": "contract",
+    "ConsentClient": "fixtures",
+    "default_config": "fixtures",
     "HOSTILE_STRINGS": "strategies",
+    "consent_choices": "strategies",
+    "consent_states": "strategies",
     "events": "strategies",
     "json_values": "strategies",
     "texts": "strategies",

@@ -8,6 +8,10 @@ Needs ``hypothesis`` (``pip install 'consentmw[test]'``); import this module onl
 The strings never hold a NUL character or a lone surrogate: PostgreSQL ``text`` cannot store
 the first and no UTF-8 store can store the second, so both are for tests of the layers that
 clean input before it reaches a sink, not of the sinks themselves.
+
+:func:`consent_states` and :func:`consent_choices` draw what a visitor may have chosen, for
+property tests of code that behaves differently by consent ("nothing is recorded for a
+purpose the visitor has not granted").
 """
 
 from __future__ import annotations
@@ -16,9 +20,18 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ..consent import ConsentState
 from ..events import EVENT_TYPES, Event, format_ts
 
-__all__ = ["HOSTILE_STRINGS", "events", "json_values", "texts", "timestamps"]
+__all__ = [
+    "HOSTILE_STRINGS",
+    "consent_choices",
+    "consent_states",
+    "events",
+    "json_values",
+    "texts",
+    "timestamps",
+]
 
 #: Strings that have broken storage code somewhere: SQL and JSON syntax, placeholders of
 #: several drivers, line breaks JSON Lines must escape, invisible and direction marks.
@@ -173,3 +186,66 @@ def events(
             else st.sampled_from(("necessary", "analytics", "marketing", "support", "ünïcödé"))
         ),
     )
+
+
+_MODELS = ("opt-in", "opt-out", "notice")
+_SOURCES = ("banner", "default", "notice", "gpc", "dnt")
+
+
+@st.composite
+def _consent_states(
+    draw: st.DrawFn,
+    purposes: tuple[str, ...],
+    required: frozenset[str],
+    versions: tuple[str, ...],
+) -> ConsentState:
+    optional = [p for p in purposes if p not in required]
+    granted = (
+        frozenset(draw(st.lists(st.sampled_from(optional), unique=True)))
+        if optional
+        else frozenset()
+    )
+    version = versions[0]
+    decided = draw(st.booleans())
+    source = draw(st.sampled_from(_SOURCES)) if decided else "default"
+    gpc = source == "gpc"
+    stored = draw(st.sampled_from((None, *versions))) if decided else None
+    return ConsentState(
+        granted=granted | required,
+        decided=decided and (stored is None or stored == version),
+        policy_version=version,
+        source=source,
+        model=draw(st.sampled_from(_MODELS)),
+        stored_version=stored,
+        gpc=gpc,
+    )
+
+
+def consent_states(
+    purposes: tuple[str, ...] = ("necessary", "analytics", "marketing"),
+    *,
+    required: tuple[str, ...] = ("necessary",),
+    versions: tuple[str, ...] = ("1",),
+) -> st.SearchStrategy[ConsentState]:
+    """Consent states a visitor may be in: any subset of the optional ``purposes`` granted
+    (the ``required`` ones always), decided or not, under the policy version
+    ``versions[0]``; a decision stored under another of ``versions`` (an earlier policy)
+    makes an undecided state, as after a policy change."""
+    if not versions:
+        raise ValueError("give at least one policy version")
+    return _consent_states(purposes=purposes, required=frozenset(required), versions=versions)
+
+
+def consent_choices(
+    purposes: tuple[str, ...] = ("analytics", "marketing"),
+) -> st.SearchStrategy[tuple[str, tuple[str, ...]]]:
+    """What a visitor may post to the consent endpoint: ``("accept_all", ())``,
+    ``("reject_all", ())`` or ``("custom", <a subset of purposes>)``."""
+    custom = (
+        st.lists(st.sampled_from(purposes), unique=True).map(
+            lambda chosen: ("custom", tuple(chosen))
+        )
+        if purposes
+        else st.just(("custom", ()))
+    )
+    return st.one_of(st.just(("accept_all", ())), st.just(("reject_all", ())), custom)
