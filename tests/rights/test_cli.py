@@ -45,6 +45,8 @@ def _tamper_sqlite(scenario: Scenario, how: str) -> None:
         with conn:
             if how == "truncate":
                 conn.execute("DELETE FROM consent_log WHERE seq = ?", (seqs[-1],))
+            elif how == "truncate-first":
+                conn.execute("DELETE FROM consent_log WHERE seq = ?", (seqs[0],))
             elif how == "edit":
                 conn.execute(
                     "UPDATE consent_log SET granted = ? WHERE seq = ?",
@@ -68,6 +70,8 @@ def _tamper_postgres(scenario: Scenario, how: str) -> None:
         rows = conn.execute(f"SELECT seq, {columns} FROM consent_log ORDER BY seq").fetchall()
         if how == "truncate":
             conn.execute("DELETE FROM consent_log WHERE seq = %s", [rows[-1][0]])
+        elif how == "truncate-first":
+            conn.execute("DELETE FROM consent_log WHERE seq = %s", [rows[0][0]])
         elif how == "edit":
             conn.execute(
                 "UPDATE consent_log SET granted = ARRAY['necessary'] WHERE seq = %s", [rows[1][0]]

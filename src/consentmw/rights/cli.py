@@ -278,7 +278,7 @@ def _suppressed(args: argparse.Namespace) -> int:
 
 
 def _receipts_args(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="receipts_command", required=True, metavar="verify|show")
+    sub = parser.add_subparsers(dest="receipts_command", required=True, metavar="verify|show|prune")
     verify = sub.add_parser("verify", help="walk the consent log's hash chain")
     add_config_argument(verify)
     verify.add_argument(
@@ -287,6 +287,11 @@ def _receipts_args(parser: argparse.ArgumentParser) -> None:
         help="a hash printed by an earlier run: fail if the log no longer reaches it",
     )
     verify.set_defaults(func=_receipts_verify)
+    prune = sub.add_parser(
+        "prune", help="remove records older than rights.consent_retention_days from the start"
+    )
+    add_config_argument(prune)
+    prune.set_defaults(func=_receipts_prune)
     show = sub.add_parser("show", help="a subject's consent decisions")
     add_config_argument(show)
     show.add_argument("subject", help="a consent id (receipt), visitor id or e-mail address")
@@ -312,6 +317,19 @@ def _receipts_verify(args: argparse.Namespace) -> int:
         out.write(f"{report.past_retention} record(s) older than rights.consent_retention_days\n")
     out.write(f"latest hash: {report.latest_hash}\n")
     return EXIT_OK if report.ok else EXIT_NO
+
+
+def _receipts_prune(args: argparse.Namespace) -> int:
+    with _open(args) as rights:
+        result = rights.prune_receipts()
+        days = rights.config.rights.consent_retention_days
+    err(f"consentmw: removed {result.pruned} record(s) older than {days} days")
+    if result.anchor is not None:
+        sys.stdout.write(
+            f"anchor: {result.anchor.hash} ({result.anchor.records} record(s) removed in all, "
+            f"the last from {result.anchor.ts})\n"
+        )
+    return EXIT_OK
 
 
 def _receipts_show(args: argparse.Namespace) -> int:
@@ -396,6 +414,6 @@ COMMANDS: list[tuple[str, str, AddArguments]] = [
     ("restrict", "keep a subject's data to the purposes it was collected for", _restrict_args),
     ("optout-link", "print a signed opt-out URL for an address", _optout_link_args),
     ("suppressed", "exit 0 if an address must not be contacted, 1 if it may", _suppressed_args),
-    ("receipts", "proof of consent: 'receipts verify', 'receipts show SUBJECT'", _receipts_args),
+    ("receipts", "proof of consent: receipts verify | show SUBJECT | prune", _receipts_args),
     ("report", "aggregate counts fit to share (small cells hidden)", _report_args),
 ]

@@ -54,6 +54,7 @@ def verify_log(
     records: Iterable[ConsentRecord],
     *,
     expect: str | None = None,
+    start: str | None = None,
     retention_cutoff: float | None = None,
     on_record: Callable[[], None] | None = None,
     max_breaks: int = 1000,
@@ -62,13 +63,16 @@ def verify_log(
 
     ``expect``: a hash noted earlier, which must still be in the chain (a log cut back before
     it fails). ``retention_cutoff``: epoch seconds; records older are counted as past
-    retention. At most ``max_breaks`` breaks are kept (a log rewritten wholesale breaks at
-    every record).
+    retention. ``start``: the anchor of a pruned log (the hash of the last record removed;
+    see :mod:`consentmw.rights.retention`): the first record may follow it, or the genesis
+    hash when a prune was interrupted before it removed anything. At most ``max_breaks``
+    breaks are kept (a log rewritten wholesale breaks at every record).
     """
     breaks: list[ChainBreak] = []
-    expected_prev = GENESIS_HASH
+    expected_prev = start or GENESIS_HASH
     count = 0
-    found = None if expect is None else expect.strip().lower() == GENESIS_HASH
+    wanted = None if expect is None else expect.strip().lower()
+    found = None if wanted is None else wanted in (GENESIS_HASH, start)
     past = 0
     first_ts: str | None = None
     last_ts: str | None = None
@@ -79,6 +83,8 @@ def verify_log(
         if first_ts is None:
             first_ts = record.ts
         last_ts = record.ts
+        if position == 0 and record.prev_hash == GENESIS_HASH:
+            expected_prev = GENESIS_HASH  # nothing pruned (yet)
         if record.prev_hash != expected_prev and len(breaks) < max_breaks:
             breaks.append(
                 ChainBreak(
@@ -93,7 +99,7 @@ def verify_log(
             breaks.append(
                 ChainBreak(position, record.id, "edited", "hash does not match the content")
             )
-        if expect is not None and record.hash == expect.strip().lower():
+        if wanted is not None and record.hash == wanted:
             found = True
         if retention_cutoff is not None:
             try:

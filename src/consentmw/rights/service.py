@@ -69,6 +69,7 @@ from .export import ExportSummary, write_export
 from .optout import OptoutRoute, OptoutTokens, list_unsubscribe_headers
 from .receipts import ChainReport, verify_log
 from .reports import DEFAULT_MIN_COUNT, Report, build_report
+from .retention import PruneResult, load_anchor, prune_consent_log
 from .store import RightsStore, open_store
 from .subjects import Subject, SubjectError, resolve_subject
 from .suppression import (
@@ -666,12 +667,32 @@ class Rights:
         records older than ``rights.consent_retention_days`` are counted."""
         days = self.config.rights.consent_retention_days
         cutoff = self.clock() - days * _DAY if days else None
+        anchor = load_anchor(self.store)
         return verify_log(
             self.consent_log.consent_records(),
             expect=expect,
+            start=None if anchor is None else anchor.hash,
             retention_cutoff=cutoff,
             on_record=on_record,
         )
+
+    def prune_receipts(self) -> PruneResult:
+        """Remove consent-log records older than ``rights.consent_retention_days`` from the
+        start of the log, keeping it verifiable (see :mod:`consentmw.rights.retention`).
+        :class:`RightsError` when the retention is 0 (for ever) or the chain is broken."""
+        days = self.config.rights.consent_retention_days
+        if not days:
+            raise RightsError("rights.consent_retention_days is 0: records are kept for ever")
+        report = self.verify_receipts()
+        if not report.ok:
+            raise RightsError("the consent log's chain is broken; not pruning the evidence")
+        cutoff = format_ts(self.clock() - days * _DAY)
+        try:
+            return prune_consent_log(
+                self.config.sinks.consent_log, self.consent_log, self.store, cutoff=cutoff
+            )
+        except ConsentMWError as exc:
+            raise RightsError(str(exc)) from exc
 
     def report(
         self,

@@ -38,7 +38,7 @@ from ..errors import ConfigError, MissingDependencyError, SinkError
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["RightsStore", "SuppressionEntry", "open_store"]
+__all__ = ["RightsStore", "SuppressionEntry", "open_store", "prune_postgres_consent_log"]
 
 _PEPPER_KEY = "pepper"
 _PEPPER_BYTES = 32
@@ -114,6 +114,12 @@ class RightsStore(Protocol):
     def restrictions(self) -> dict[str, tuple[str, ...] | None]:
         """Every restriction: digest → allowed purposes (``None``: collection purposes only)."""
 
+    def get_meta(self, key: str) -> str | None:
+        """A small named value (the consent log's pruning anchor), or ``None``."""
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a small named value."""
+
     def close(self) -> None:
         """Release connections and files."""
 
@@ -161,6 +167,15 @@ class MemoryStore:
         self._pepper = secrets.token_bytes(_PEPPER_BYTES)
         self._suppression: dict[tuple[str, str, str], str] = {}
         self._restriction: dict[str, tuple[tuple[str, ...] | None, str]] = {}
+        self._meta: dict[str, str] = {}
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            return self._meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._meta[key] = value
 
     def pepper(self) -> bytes:
         return self._pepper
@@ -229,6 +244,17 @@ class _SQLStore:
             rows = self._rows("SELECT value FROM cmw_rights_meta WHERE key = ?", (_PEPPER_KEY,))
             self._pepper_cache = bytes.fromhex(rows[0][0])
         return self._pepper_cache
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM cmw_rights_meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._change(
+            "INSERT INTO cmw_rights_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def add_suppression(self, channel: str, digest: str, purpose: str | None, created: str) -> bool:
         count = self._change(
@@ -424,6 +450,43 @@ class PostgresStore(_SQLStore):
                 conn.close()
 
 
+def prune_postgres_consent_log(url: str, last_hash: str) -> int:
+    """Delete the PostgreSQL consent-log records up to the one whose hash is ``last_hash``
+    (see :mod:`consentmw.rights.retention`), under the lock the sink appends with; return
+    how many. Here because psycopg is imported nowhere else in the rights layer."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise MissingDependencyError("PostgreSQL consent-log pruning", "postgres") from exc
+    from ..sinks._sql import identifier
+
+    options = dict(parse_qsl(urlsplit(url).query))
+    table = identifier(options.get("consent_table", "consent_log"), "consent_table")
+    conn = psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=5)
+    try:
+        with conn.transaction():
+            # The lock the sink takes to append: no record is added while we cut.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '.' || %s, 0))",
+                [table],
+            )
+            found = conn.execute(
+                f"SELECT seq FROM {table} WHERE hash = %s",  # noqa: S608 - checked identifier
+                [last_hash],
+            ).fetchone()
+            if found is None:
+                return 0
+            cursor = conn.execute(
+                f"DELETE FROM {table} WHERE seq <= %s",  # noqa: S608 - checked identifier
+                [found[0]],
+            )
+            return int(cursor.rowcount)
+    except psycopg.Error as exc:
+        raise SinkError(f"cannot prune the consent log: {exc}") from exc
+    finally:
+        conn.close()
+
+
 # --------------------------------------------------------------------------- JSON file
 
 
@@ -492,6 +555,17 @@ class JsonStore:
                 data[_PEPPER_KEY] = secrets.token_hex(_PEPPER_BYTES)
                 self._write(data)
             return bytes.fromhex(data[_PEPPER_KEY])
+
+    def get_meta(self, key: str) -> str | None:
+        with self._locked():
+            value = self._read().get("meta", {}).get(key)
+        return value if isinstance(value, str) else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._locked():
+            data = self._read()
+            data.setdefault("meta", {})[key] = value
+            self._write(data)
 
     def add_suppression(self, channel: str, digest: str, purpose: str | None, created: str) -> bool:
         with self._locked():
