@@ -281,3 +281,20 @@ def test_public_names() -> None:
     assert consentmw.rights.__all__ == sorted(consentmw.rights.__all__)
     assert issubclass(consentmw.RightsError, consentmw.ConsentMWError)
     assert issubclass(consentmw.SubjectError, consentmw.ConsentMWError)
+
+
+def test_erase_forgets_the_verified_cookie_in_the_caches(scenario: Scenario) -> None:
+    engine = scenario.mw.engine
+    bob = scenario.bob
+
+    def cached() -> list[str]:
+        return [
+            value[0].visitor_id
+            for value in engine._prefs_cache.values()
+            if value[0] is not None and value[0].visitor_id
+        ]
+
+    assert bob.visitor_id in cached()
+    scenario.rights.erase(bob.email)
+    assert bob.visitor_id not in cached()
+    assert scenario.alice.visitor_id in cached()

@@ -74,13 +74,12 @@ class Progress:
         self._shown = True
 
     def done(self) -> None:
-        """Draw the final state and end the line (when anything was drawn, or a total was
-        known)."""
+        """Draw the final state and end the line (unless there was nothing at all to show)."""
         if not self.enabled:
             return
         if self.total is not None:
             self.count = max(self.count, self.total)
-        if self._shown or self.total is not None:
+        if self._shown or self.total is not None or self.count:
             self._draw()
             self._stream.write("\n")
             self._stream.flush()
