@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.index),
+    path("downloads/<str:name>", views.download),
+    path("form/", views.form),
+    path("session/", views.session),
+    path("language/", views.language),
+    path("undeclared/", views.undeclared),
+    path("stream/", views.stream),
+    path("tags/", views.tags),
+    path("record/", views.record),
+]
