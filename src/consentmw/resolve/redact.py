@@ -262,6 +262,10 @@ def normalize_phone(value: object) -> str | None:
     return ("+" if plus else "") + digits
 
 
+#: Distinct (URL, purposes) results a :class:`Redactor` remembers.
+_URL_CACHE_SIZE = 1024
+
+
 def _norm_key(key: str) -> str:
     return _NON_KEY_RE.sub("", key[:256].lower())
 
@@ -309,6 +313,10 @@ class Redactor:
         self._key_rules: Callable[[str], tuple[bool, frozenset[str] | None, bool]] = (
             functools.lru_cache(maxsize=4096)(self._classify_key)
         )
+        # Paths and referrers repeat from event to event (the same pages, the same search
+        # engines): each distinct (URL, purposes) is parsed and redacted once. Bounded and
+        # emptied when full; it lives only in the dispatcher's memory, like the queue.
+        self._urls: dict[tuple[str, frozenset[str], bool], str] = {}
 
     def __call__(self, event: Event) -> Event:
         """Same as :meth:`redact`, so a redactor is a processor in a chain."""
@@ -439,6 +447,10 @@ class Redactor:
         if not isinstance(value, str):
             value = self._to_text(value)
         value = value[: self.max_url]
+        key = (value, purposes, is_path)
+        known = self._urls.get(key)
+        if known is not None:
+            return known
         try:
             cleaned = self._path(value, purposes) if is_path else self._url(value, purposes)
         except Exception as exc:  # keep only what cannot carry a secret
@@ -446,7 +458,11 @@ class Redactor:
             cleaned = value.partition("?")[0].partition("#")[0]
         # A final pass over the result as it will be stored: percent-encoding and the
         # reassembly can put digits next to digits.
-        return redact_text(cleaned)
+        result = redact_text(cleaned)
+        if len(self._urls) >= _URL_CACHE_SIZE:
+            self._urls.clear()
+        self._urls[key] = result
+        return result
 
     def _path(self, value: str, purposes: frozenset[str]) -> str:
         path, question, rest = value.partition("?")
