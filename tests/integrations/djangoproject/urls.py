@@ -14,4 +14,6 @@ urlpatterns = [
     path("stream/", views.stream),
     path("tags/", views.tags),
     path("record/", views.record),
+    path("context/", views.context),
+    path("long/", views.long_page),
 ]

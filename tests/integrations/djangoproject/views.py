@@ -81,3 +81,13 @@ def tags(request: HttpRequest) -> HttpResponse:
 def record(request: HttpRequest) -> HttpResponse:
     recorded = get_context(request.META).record("forum_visit", page="tags")
     return HttpResponse("yes" if recorded else "no", content_type="text/plain")
+
+
+def context(request: HttpRequest) -> HttpResponse:
+    same = request.consentmw is get_context(request.META)  # type: ignore[attr-defined]
+    return HttpResponse(str(same), content_type="text/plain")
+
+
+def long_page(request: HttpRequest) -> HttpResponse:
+    """Long enough for GZipMiddleware to compress it (200 bytes or more)."""
+    return HttpResponse(PAGE.format(title="Long " + "words " * 80))
