@@ -41,6 +41,9 @@ autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"undoc-members": False}
+# Annotations are strings (``from __future__ import annotations``); two documented classes are
+# called ConsentMiddleware (the WSGI one and the Django one): annotations mean the WSGI one.
+autodoc_type_aliases = {"ConsentMiddleware": "consentmw.ConsentMiddleware"}
 
 nitpicky = False
 default_role = "code"
