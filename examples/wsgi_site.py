@@ -116,8 +116,10 @@ def downloads(request: Request, name: str) -> Response:
 
 def contact(request: Request) -> Response:
     if request.method == "POST":
-        # The contact_form rule records the request (email, phone, subject) for support.
-        return page("Thank you", "<p>We will answer soon.</p>")
+        # The contact_form rule records the request (email, phone, subject) for support, from
+        # the form fields this view reads.
+        subject = request.form.get("subject", "your message")
+        return page("Thank you", f"<p>We will answer {escape(subject)} soon.</p>")
     return page(
         "Contact",
         "<form method='post'><label>E-mail <input name='email' type='email'></label>"
@@ -137,7 +139,8 @@ def app(environ: dict[str, Any], start_response: Any) -> Any:
     elif path == "/contact":
         response = contact(request)
     elif path == "/bugs/new" and request.method == "POST":
-        response = page("Bug filed", "<p>Thank you for the report.</p>")
+        title = request.form.get("title", "your report")
+        response = page("Bug filed", f"<p>Thank you for {escape(title)}.</p>")
     elif path.startswith("/extras/"):
         response = page("Extras", "<p>Add-ons for MODX.</p>")
     elif path == "/privacy":

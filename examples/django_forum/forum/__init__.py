@@ -1,0 +1,1 @@
+"""The forum app of the MODX forums example."""
