@@ -145,6 +145,7 @@ class Engine:
         }
         self._request_rules = [r for r in config.tracking.actions if r.path is not None]
         self._attachment_rules = [r for r in config.tracking.actions if r.on_response]
+        self._capture_rules = [r for r in self._request_rules if r.capture]
         self._necessary = frozenset(extra_necessary_cookies)
         self.mount = config.site.mount
         self._gpc_key = "HTTP_SEC_GPC"
@@ -353,8 +354,9 @@ class Engine:
             ctx._prefs_meta = hit[2]
             return hit[0]
         state = self._decide_uncached(ctx, gpc, dnt, country)
-        if not state.accepted_by_notice and not state.notice_shown:
-            stored = ctx._stored
+        stored = ctx._stored
+        pending_notice = stored is not None and stored.notice_version and not stored.decided
+        if not state.accepted_by_notice and not state.notice_shown and not pending_notice:
             valid_until = float("inf")
             if stored is not None and ctx._prefs_meta is not None:
                 valid_until = ctx._prefs_meta[2] + self.prefs_max_age
@@ -367,7 +369,21 @@ class Engine:
         self, ctx: RequestContext, gpc: bool, dnt: bool, country: str | None
     ) -> ConsentState:
         stored = ctx.stored()
-        state = decide(self.config, stored, now=ctx.now, gpc=gpc, dnt=dnt, country=country)
+        environ = ctx.environ
+        continued_use = (
+            environ.get("REQUEST_METHOD") == "GET"
+            and environ.get("HTTP_SEC_FETCH_DEST", "document") == "document"
+            and not self.is_endpoint(environ.get("PATH_INFO", ""))
+        )
+        state = decide(
+            self.config,
+            stored,
+            now=ctx.now,
+            gpc=gpc,
+            dnt=dnt,
+            country=country,
+            continued_use=continued_use,
+        )
         if state.accepted_by_notice:
             state = self._accept_by_notice(ctx, stored, state, gpc, dnt, country)
         return state
@@ -399,8 +415,7 @@ class Engine:
             meta = ctx._prefs_meta
             if meta is None or not meta[0]:
                 return None
-            data: Mapping[str, Any] = copy.deepcopy(meta[0])
-            return data
+            return _detached(meta[0])
 
         return Jar("prefs", self.names.prefs, load, reserved=400)
 
@@ -429,8 +444,7 @@ class Engine:
             loaded.append(found)
             if found is None:
                 return None
-            data: Mapping[str, Any] = found[0].get("d", {})
-            return data
+            return _detached(found[0].get("d", {}))
 
         def load_id() -> str | None:
             found = loaded[0] if loaded else None
@@ -454,8 +468,7 @@ class Engine:
                 return None
             if found[2]:
                 jar.modified = True  # signed with an older key: re-sign
-            data: Mapping[str, Any] = found[0].get("d", {})
-            return data
+            return _detached(found[0].get("d", {}))
 
         jar = Jar("cart", self.names.cart, load)
         return jar
@@ -777,9 +790,12 @@ class Engine:
                         from .resolve.email import normalize_email
 
                         email = normalize_email(props.pop("email"))
-                    info = ctx._info or self.request_info(ctx)
-                    if email and email != info.email:
-                        info = _with_email(info, email)
+                    if user_level:
+                        info = ctx._info or self.request_info(ctx)
+                        if email and email != info.email:
+                            info = _with_email(info, email)
+                    else:
+                        info = self.aggregate_info(ctx)
                     self.dispatcher.enqueue(("action", rule.name, now, props, info, status))
         if self._attachment_rules and status < 400:
             disposition = _header(headers, "content-disposition")
@@ -790,13 +806,18 @@ class Engine:
                         purpose = rule.purpose or tp
                         if purpose is None or purpose not in granted:
                             continue
-                        info = ctx._info or self.request_info(ctx)
+                        info = (
+                            (ctx._info or self.request_info(ctx))
+                            if user_level
+                            else self.aggregate_info(ctx)
+                        )
                         props = {"filename": options.get("filename", "")[:200]}
                         self.dispatcher.enqueue(("action", rule.name, now, props, info, status))
 
     def capture_wanted(self, method: str, path: str) -> bool:
         """Does a rule want form fields of this request (so the body must be teed)?"""
-        return any(r.capture and r.matches_request(method, path) for r in self._request_rules)
+        rules = self._capture_rules
+        return bool(rules) and any(r.matches_request(method, path) for r in rules)
 
     # ------------------------------------------------------------------ consent log
 
@@ -827,11 +848,18 @@ class Engine:
                 return False
             self.dispatcher.spool_consent(record)
         self.counters["consent_decisions"].incr()
-        tp = self.tracking_purpose
-        user_level = tp is not None and tp in new.granted
-        props: dict[str, Any] = {"mechanism": mechanism, "granted": sorted(new.granted)}
-        purposes = tuple(sorted(new.granted))
         environ = ctx.environ
+        # The event may be used for what the visitor allows on this request: the decision,
+        # less what a GPC (or honoured DNT) signal turns off right now.
+        effective = new.granted
+        if environ.get(self._gpc_key) == "1" or (
+            self._honor_dnt and environ.get("HTTP_DNT") == "1"
+        ):
+            effective = effective - self.config.gpc_purposes
+        tp = self.tracking_purpose
+        user_level = tp is not None and tp in effective
+        props: dict[str, Any] = {"mechanism": mechanism, "granted": sorted(new.granted)}
+        purposes = tuple(sorted(effective))
         if user_level:
             props["consent_id"] = new.consent_id
             props["record_id"] = record.id
@@ -1183,11 +1211,20 @@ def _most_restrictive(
     return replace(base[0], granted=granted), base[1]
 
 
+def _detached(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy the application may mutate: verified payloads are cached and shared."""
+    if any(isinstance(v, (dict, list)) for v in data.values()):
+        copied: dict[str, Any] = copy.deepcopy(dict(data))
+        return copied
+    return dict(data)
+
+
 def _request_path(environ: Mapping[str, Any]) -> str:
     path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
     # PEP 3333 environ strings are latin-1 decoded bytes; show them as UTF-8 where they are.
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-        path = path.encode("latin-1").decode("utf-8")
+    if not path.isascii():
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            path = path.encode("latin-1").decode("utf-8")
     return path[:1024]
 
 
