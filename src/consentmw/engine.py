@@ -973,7 +973,10 @@ class Engine:
             self.counters["jar_overflow"].incr()
             log.error("consentmw: a cookie jar could not be written: %s", exc)
             ours = []
-        mark_private(response.headers)
+        # Only what depends on the visitor is kept out of shared caches: the banner's assets
+        # and gpc.json stay publicly cacheable.
+        if ours or ctx._consent_read:
+            mark_private(response.headers)
         return response, ours
 
     def _answer(
