@@ -53,7 +53,16 @@ from .wsgi import ConsentMiddleware
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["EXTENSION_KEY", "Consent", "consent_state", "context", "load_config"]
+__all__ = [
+    "EXTENSION_KEY",
+    "Consent",
+    "consent_banner",
+    "consent_settings_link",
+    "consent_state",
+    "context",
+    "framework_cookies",
+    "load_config",
+]
 
 #: The key of :class:`Consent` in ``app.extensions``.
 EXTENSION_KEY = "consentmw"
