@@ -158,6 +158,8 @@ def test_signed_in_users_email_is_the_visitors(engine: Any) -> None:
     sink = engine.sinks[engine.config.sinks.events[0]]
     emails = [e.email for e in sink.query(type="action") if e.name == "forum_visit"]
     assert emails == ["carol@example.test"]
+    [decision] = list(sink.query(type="consent"))
+    assert decision.email == "carol@example.test"
     user.delete()
 
 

@@ -84,6 +84,7 @@ class ConsentMiddleware:
         ctx = engine.context(meta)
         meta[ENVIRON_KEY] = ctx
         request.consentmw = ctx  # type: ignore[attr-defined]
+        meta[REQUEST_KEY] = request  # the consent event may carry request.user's e-mail
         scheme = "https" if request.is_secure() else engine.request_scheme(meta)
         cookies: list[CookieSpec]
         try:
@@ -91,6 +92,8 @@ class ConsentMiddleware:
         except Exception:
             log.exception("consentmw endpoint failed")
             answer, cookies = Response.json({"error": "internal error"}, 500), []
+        finally:
+            meta.pop(REQUEST_KEY, None)
         body = b"" if request.method == "HEAD" else answer.body
         response = HttpResponse(body, status=answer.status)
         _set_headers(response, answer.finalize())
