@@ -95,6 +95,9 @@ Item = tuple[str, "str | None", float, Any, "RequestInfo | None", "int | None"]
 
 _RETRYABLE_ERRORS = (OSError, TimeoutError, ConnectionError)
 
+#: How long the router waits for room in a sink's full backlog before spooling the batch.
+_BACKLOG_WAIT = 0.5
+
 
 def safe_url(url: str) -> str:
     """A sink URL fit for logs and stats: the password is replaced by ``***``."""
@@ -148,8 +151,11 @@ class _Writer:
         self.sink = sink
         self.batches: deque[list[Event]] = deque()
         self.cond = threading.Condition()
+        # Signalled when the writer takes a batch: room in a full backlog (same lock).
+        self.room = threading.Condition(self.cond._lock)  # type: ignore[attr-defined]
         self.busy = False
         self.down = False
+        self.healthy = True  # the last write succeeded
         self.replay_pending = True  # look at the spool once at start
         self.next_probe = 0.0
         self.failures = 0
@@ -164,8 +170,28 @@ class _Writer:
     # -- called by the router
 
     def submit(self, events: list[Event]) -> None:
+        owner = self.owner
+        limit = owner.max_batches_per_sink
         with self.cond:
-            if len(self.batches) >= self.owner.max_batches_per_sink:
+            if len(self.batches) >= limit and self.healthy:
+                # A sink that keeps up but more slowly than events arrive: wait a little for
+                # room rather than spool a batch that is about to be written anyway (the spool
+                # costs a serialisation and a replay per event). Not while the request-side
+                # queue is filling up (it would start refusing events), not while the sink
+                # fails, nor for long: a sink that takes longer is slow or stuck, and its
+                # batches go to disk.
+                deadline = time.monotonic() + _BACKLOG_WAIT
+                while (
+                    len(self.batches) >= limit
+                    and self.healthy
+                    and not owner.stopping.is_set()
+                    and not owner.queue_pressed()
+                ):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.room.wait(min(left, 0.01))
+            if len(self.batches) >= limit:
                 # A slow or stuck sink: keep the batch on disk rather than in memory.
                 spill = True
             else:
@@ -199,6 +225,8 @@ class _Writer:
                     self.cond.wait(timeout)
                 batch = self.batches.popleft() if self.batches else None
                 self.busy = batch is not None
+                if batch is not None:
+                    self.room.notify()
             try:
                 if batch is not None:
                     if self.down:
@@ -223,11 +251,15 @@ class _Writer:
         try:
             self.sink.write(events)
         except SinkError:
+            self.healthy = False
             raise
         except _RETRYABLE_ERRORS as exc:
+            self.healthy = False
             raise SinkError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
         except Exception as exc:
+            self.healthy = False
             raise SinkError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
+        self.healthy = True
 
     def _deliver(self, batch: list[Event], *, final: bool) -> None:
         attempts = 1 if final else self.owner.max_retries + 1
@@ -460,6 +492,11 @@ class Dispatcher:
             return False
         self.dropped("queue_full")
         return False
+
+    def queue_pressed(self) -> bool:
+        """Is the request-side queue more than half full under ``drop_newest`` (so that
+        holding the router back would soon make it refuse events)?"""
+        return self.when_full != "block" and len(self.queue) * 2 >= self.queue_size
 
     def dropped(self, reason: str, n: int = 1) -> None:
         counter = self._dropped.get(reason)
