@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -35,9 +36,11 @@ def fork_call(fn: Callable[[], object]) -> int:
 
 
 def wait_children(pids: Iterable[int], timeout: float = 60.0) -> list[int]:
-    """Wait for each child; return their exit codes. Fails the test on a hang."""
+    """Wait for each child; return their exit codes. On a hang, kill every child still
+    running and fail the test."""
+    pids = list(pids)
     codes = []
-    for pid in pids:
+    for n, pid in enumerate(pids):
         if hasattr(os, "pidfd_open"):
             fd = os.pidfd_open(pid)
             try:
@@ -45,8 +48,9 @@ def wait_children(pids: Iterable[int], timeout: float = 60.0) -> list[int]:
             finally:
                 os.close(fd)
             if not ready:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+                for other in pids[n:]:
+                    os.kill(other, signal.SIGKILL)
+                    os.waitpid(other, 0)
                 pytest.fail(f"child {pid} did not finish within {timeout}s")
         _, status = os.waitpid(pid, 0)
         codes.append(os.waitstatus_to_exitcode(status))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -263,5 +264,45 @@ def test_a_slow_reader_does_not_block_writers(tmp_path: Path) -> None:
         sink.write(data[1000:])  # WAL: the writer does not wait for it
         assert sum(1 for _ in reading) == 999  # the reader sees its snapshot
         assert len(list(sink.query())) == len(data)
+    finally:
+        sink.close()
+
+
+@pytest.mark.slow
+@fork_warning
+def test_forking_while_another_thread_writes_never_hangs_the_child(tmp_path: Path) -> None:
+    # A fork taken while a thread is inside SQLite would leave SQLite's own mutexes locked in
+    # the child. The sink holds forks until no write is in flight; each child must finish.
+    sink = SQLiteSink(tmp_path / "events.db")
+    base = sample_events()[0]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        n = 0
+        try:
+            while not stop.is_set():
+                sink.write([replace(base, id=f"p{n}-{i}") for i in range(200)])
+                n += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        pids = []
+        for k in range(15):
+            pids.append(
+                fork_call(lambda k=k: sink.write([replace(base, id=f"c{k}", path="/child")]))
+            )
+        codes = wait_children(pids, timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)
+    try:
+        assert errors == []
+        assert codes == [0] * 15
+        assert len(list(sink.query(subject=None, since=None))) > 15
+        assert sum(1 for e in sink.query() if e.path == "/child") == 15
     finally:
         sink.close()

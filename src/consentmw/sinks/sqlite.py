@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -121,6 +122,39 @@ _DATA_ERRORS = (
 )
 
 
+# fork() while another thread is inside SQLite would copy SQLite's internal mutexes locked
+# into the child, where nothing ever unlocks them: the child's first SQLite call would hang.
+# So a fork waits until no sink of this process is writing, holding every sink's lock across
+# it. Process-wide by nature (fork is), and holds only weak references.
+_LIVE_SINKS: weakref.WeakSet[SQLiteSink] = weakref.WeakSet()
+_HELD_FOR_FORK: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    for sink in list(_LIVE_SINKS):
+        lock = sink._guard()
+        lock.acquire()
+        _HELD_FOR_FORK.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _HELD_FOR_FORK:
+        _HELD_FOR_FORK.pop().release()
+
+
+def _after_fork_in_child() -> None:
+    # The child's copies of the locks are held; SQLiteSink._guard gives each sink a new one.
+    _HELD_FOR_FORK.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
 class SQLiteSink:
     """Events and consent records in one SQLite file (WAL mode); thread- and fork-safe.
 
@@ -154,6 +188,7 @@ class SQLiteSink:
         # SQLite checkpoint and delete the parent's WAL), only kept from the garbage collector.
         self._inherited: list[sqlite3.Connection] = []
         self._closed = False
+        _LIVE_SINKS.add(self)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteSink:
@@ -251,6 +286,7 @@ class SQLiteSink:
         """Close the connection; idempotent. Writing afterwards raises ``SinkError``."""
         with self._guard():
             self._closed = True
+            _LIVE_SINKS.discard(self)
             conn, self._conn = self._conn, None
             if conn is not None:
                 if self._conn_pid == os.getpid():
