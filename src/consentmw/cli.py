@@ -128,18 +128,74 @@ def _keys_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------- relay
+
+
+def _relay_args(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="the Redis stream to read (default: the first redis:// URL in sinks.events)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="target",
+        metavar="URL",
+        help="the sink to write to (default: sinks.consent_log, e.g. the central PostgreSQL)",
+    )
+    parser.add_argument("--group", default="consentmw", help="consumer group (default consentmw)")
+    parser.add_argument("--consumer", help="this consumer's name (default: host and pid)")
+    parser.add_argument(
+        "--once", action="store_true", help="stop when the stream has nothing left to read"
+    )
+    parser.set_defaults(func=_relay)
+
+
+def _relay(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .sinks.redis import relay
+
+    source, target = args.source, args.target
+    if source is None or target is None:
+        config = load_config(args.config)
+        if source is None:
+            source = next((u for u in config.sinks.events if u.startswith("redis://")), None)
+        if target is None:
+            target = config.sinks.consent_log
+    if source is None:
+        err("consentmw: no Redis stream to read; pass --from redis://host:6379/0?stream=events")
+        return EXIT_USAGE
+    stop: threading.Event | None = None
+    if not args.once:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set() if stop is not None else None)
+    stats = relay(source, target, group=args.group, consumer=args.consumer, stop=stop)
+    out(" ".join(f"{key}={value}" for key, value in sorted(stats.items())))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- main
 
 _BUILTIN: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
     ("check", "validate a configuration and print the cookie declaration", _check_args),
     ("keys", "secret keys: 'keys generate' prints a new one", _keys_args),
+    (
+        "relay",
+        "move events from a Redis stream into another sink (many hosts, one store)",
+        _relay_args,
+    ),
 ]
 
 
 def _extension_commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]]:
     """Commands defined in other modules (demo, rights, reports, relay)."""
     found: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = []
-    for module_name in ("consentmw.demo", "consentmw.rights.cli", "consentmw.relay_cli"):
+    for module_name in ("consentmw.demo", "consentmw.rights.cli"):
         try:
             module = __import__(module_name, fromlist=["COMMANDS"])
         except ModuleNotFoundError as exc:

@@ -143,13 +143,19 @@ class RequestContext:
         stored: StoredConsent | None = self._stored
         return stored
 
-    def set_stored(self, stored: StoredConsent) -> None:
-        """Replace the stored choice; the prefs cookie is re-sent on the response."""
+    def set_stored(self, stored: StoredConsent, *, same_decision: bool = False) -> None:
+        """Replace the stored choice; the prefs cookie is re-sent on the response.
+
+        ``same_decision``: only bookkeeping changed (a visitor id, the notice marker), not
+        what is granted; the state decided for this request stays as it is (re-deciding
+        would, for instance, take the notice shown on this very response as already seen).
+        """
         self.stored()
         self._stored = stored
         self._stored_changed = True
-        self._consent = None
-        self._visitor = None
+        if not same_decision:
+            self._consent = None
+            self._visitor = None
         self._info = None
 
     # -- jars

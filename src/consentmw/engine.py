@@ -483,7 +483,7 @@ class Engine:
         from dataclasses import replace
 
         vid = new_id()
-        ctx.set_stored(replace(base, visitor_id=vid))
+        ctx.set_stored(replace(base, visitor_id=vid), same_decision=True)
         return vid
 
     def tracking_granted(self, ctx: RequestContext) -> bool:
@@ -640,7 +640,8 @@ class Engine:
                 from dataclasses import replace
 
                 ctx.set_stored(
-                    replace(stored or StoredConsent(), notice_version=self.config.policy.version)
+                    replace(stored or StoredConsent(), notice_version=self.config.policy.version),
+                    same_decision=True,
                 )
         prefs_jar = ctx._prefs
         meta = ctx._prefs_meta

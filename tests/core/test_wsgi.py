@@ -728,6 +728,25 @@ def test_notice_model_continued_use_is_recorded(make_client: Factory) -> None:
     assert len(list(sink.consent_records())) == 1
 
 
+def test_reading_consent_after_start_response_does_not_accept_the_notice(
+    make_client: Factory,
+) -> None:
+    sink = MemorySink()
+    states: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        yield b"<html><body>"
+        states.append(consentmw.get_context(environ).consent)  # read while streaming
+        yield b"</body></html>"
+
+    _, client = make_client(app, make_config(policy={"model": "notice"}), sinks={"memory://": sink})
+    client.get("/").get_data()
+    assert not states[-1].decided and list(sink.consent_records()) == []
+    client.get("/next").get_data()
+    assert states[-1].decided and [r.mechanism for r in sink.consent_records()] == ["notice"]
+
+
 def test_notice_is_accepted_by_a_navigation_not_by_the_page_itself(make_client: Factory) -> None:
     sink = MemorySink()
     app, calls = recording_app()
