@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -139,9 +140,12 @@ class ValueSigner:
         if verified is not None:
             cache = self._cache
             if len(cache) >= _CACHE_SIZE:
+                # The oldest eighth in one pass (one at a time, each eviction would walk
+                # the deleted slots at the front of the dict).
                 try:
-                    del cache[next(iter(cache))]
-                except (KeyError, RuntimeError, StopIteration):
+                    for key in list(itertools.islice(cache, _CACHE_SIZE // 8)):
+                        del cache[key]
+                except (KeyError, RuntimeError):
                     cache.clear()
             cache[value] = (verified.payload, verified.signed_at, verified.old_key)
         return verified
