@@ -76,6 +76,8 @@ class Outcome:
 
     def wsgi_headers(self) -> list[tuple[str, str]]:
         """The headers with our cookies rendered as ``Set-Cookie`` values."""
+        if not self.cookies:  # most responses: nothing of ours to add
+            return self.headers
         return [*self.headers, *(("Set-Cookie", c.header()) for c in self.cookies)]
 
 
