@@ -29,7 +29,8 @@ import codecs
 import datetime
 import re
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from html import escape
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, quote
 
@@ -63,6 +64,10 @@ _PAGE_CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 _CACHE_LIMIT = 256
+# Where the per-visitor values go in a cached banner: private-use characters, which neither
+# the texts nor HTML escaping produce.
+_CSRF_SLOT = "\ue000csrf\ue000"
+_NEXT_SLOT = "\ue000next\ue000"
 
 
 class Route(Protocol):
@@ -159,6 +164,7 @@ class UI:
         self._lang_cache: dict[str, str] = {}
         self._charset_cache: dict[str, bool] = {}
         self._type_cache: dict[str, bool] = {}
+        self._banner_cache: dict[tuple[str, bool, bool, bool], str] = {}
         self._purposes = tuple(config.purposes.values())
         self._optional = config.purpose_ids - config.required
         self._gating = ui.script_gating and bool(self._optional)
@@ -438,7 +444,7 @@ class UI:
             if ui.settings_link:
                 body.append(render.settings_link(f"{self.mount}/preferences", texts))
             if show_banner:
-                body.append(render.banner(self._banner_view(ctx, texts, nonce)))
+                body.append(self._banner(ctx, texts, nonce))
         if not head and not body and not gating:
             return
         environ[PLAN_KEY] = InjectionPlan(
@@ -448,6 +454,24 @@ class UI:
             gating=gating,
             dependent=dependent,
             language=bool(body) and len(self.languages) > 1,
+        )
+
+    def _banner(self, ctx: RequestContext, texts: Texts, nonce: str | None) -> str:
+        """The banner's markup. Only the CSRF token and the ``next`` URL differ from one
+        visitor to the next: the rest is rendered once per language and state and kept, with
+        slots where those two go."""
+        view = self._banner_view(ctx, texts, nonce)
+        if nonce is not None:  # a new nonce every request: nothing to reuse
+            return render.banner(view)
+        key = (texts.lang, view.gpc, view.notice, view.policy_changed)
+        template = self._banner_cache.get(key)
+        if template is None:
+            template = render.banner(replace(view, csrf=_CSRF_SLOT, next=_NEXT_SLOT))
+            if len(self._banner_cache) >= _CACHE_LIMIT:
+                self._banner_cache.clear()
+            self._banner_cache[key] = template
+        return template.replace(_CSRF_SLOT, escape(view.csrf, quote=True)).replace(
+            _NEXT_SLOT, escape(view.next, quote=True)
         )
 
     def _banner_view(
