@@ -119,7 +119,7 @@ class ValueSigner:
         # Derived keys, newest first, as itsdangerous derives them (HMAC key derivation).
         derived = _Signer(ring.keys, salt, clock)
         self._keys = [derived.derive_key(k) for k in reversed(ring.keys)]
-        self._cache: dict[str, tuple[Mapping[str, Any], int, bool]] = {}
+        self._cache: dict[str, Verified] = {}
 
     def dumps(self, payload: Mapping[str, Any]) -> str:
         """Sign ``payload`` (a JSON object) with the newest key and the current time."""
@@ -140,10 +140,10 @@ class ValueSigner:
         JSON object of the current format version."""
         hit = self._cache.get(value)
         if hit is not None:
-            age = self._clock() - hit[1]
+            age = self._clock() - hit.signed_at
             if age > max_age or age < -CLOCK_LEEWAY:
                 return None
-            return Verified(hit[0], hit[1], hit[2])
+            return hit  # immutable, like the payload it shares
         verified = self._verify(value, max_age)
         if verified is not None:
             cache = self._cache
@@ -155,7 +155,7 @@ class ValueSigner:
                         del cache[key]
                 except (KeyError, RuntimeError):
                     cache.clear()
-            cache[value] = (verified.payload, verified.signed_at, verified.old_key)
+            cache[value] = verified
         return verified
 
     def _verify(self, value: str, max_age: float) -> Verified | None:
