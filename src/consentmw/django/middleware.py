@@ -109,8 +109,10 @@ class ConsentMiddleware:
         response: HttpResponseBase,
     ) -> HttpResponseBase:
         status = response.status_code
-        morsels = list(response.cookies.items())
-        headers = [*response.items(), *(("Set-Cookie", m.OutputString()) for _, m in morsels)]
+        # Each morsel rendered once (http.cookies renders in Python, attribute by attribute):
+        # the same text is filtered and then compared with what was kept.
+        morsels = [(key, morsel.OutputString()) for key, morsel in response.cookies.items()]
+        headers = [*response.items(), *(("Set-Cookie", text) for _, text in morsels)]
         async_body = response.streaming and getattr(response, "is_async", False)
         try:
             outcome = engine.finish_response(ctx, status, headers, form=_form(engine, request))
@@ -120,8 +122,8 @@ class ConsentMiddleware:
             _fail_closed(engine, response)
             return response
         kept = {value for key, value in outcome.headers if key.lower() == "set-cookie"}
-        for key, morsel in morsels:
-            if morsel.OutputString() not in kept:
+        for key, text in morsels:
+            if text not in kept:
                 del response.cookies[key]
         _set_headers(
             response,
