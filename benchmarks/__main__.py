@@ -22,18 +22,31 @@ from pathlib import Path
 from . import report
 from ._harness import Row, SkipSection
 
-SECTIONS = ("request", "tracked", "frameworks", "trackers", "throughput", "load", "memory",
-            "startup")  # fmt: skip
+SECTIONS = (
+    "request",
+    "tracked",
+    "frameworks",
+    "trackers",
+    "throughput",
+    "load",
+    "memory",
+    "startup",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--only", help="comma-separated sections: " + ", ".join(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests")
     parser.add_argument("--rounds", type=int, help="rounds per in-process case (default 15)")
     parser.add_argument("--json", type=Path, default=report.RESULTS, help="where to write")
-    parser.add_argument("--docs", action="store_true",
-                        help="rewrite docs/performance.rst and the plot from the results")  # fmt: skip
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="rewrite docs/performance.rst and the plot from the results",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
     chosen = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
@@ -53,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         print(f"[{name}] running…", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        module = importlib.import_module(f".{name}", __package__) if name != "request" else (
-            importlib.import_module(".request_path", __package__)
+        module = (
+            importlib.import_module(f".{name}", __package__)
+            if name != "request"
+            else (importlib.import_module(".request_path", __package__))
         )
         try:
             got = module.section(quick=quick, rounds=rounds, progress=progress)
@@ -71,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(rows))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
-    meta = {"sections": list(chosen), "quick": quick, "rounds": rounds,
-            "seconds": round(time.time() - started), "skipped": skipped}  # fmt: skip
+    meta = {
+        "sections": list(chosen),
+        "quick": quick,
+        "rounds": rounds,
+        "seconds": round(time.time() - started),
+        "skipped": skipped,
+    }
     report.write_json(rows, meta, args.json)
     print(f"\nwritten: {args.json}")
     if args.docs:

@@ -24,8 +24,11 @@ import consentmw
 from consentmw import ConsentMiddleware
 from consentmw.consent import apply_choice
 
-KEYS = ["bench-old-key-0123456789abcdef", "bench-mid-key-0123456789abcdef",
-        "bench-new-key-0123456789abcdef"]  # fmt: skip
+KEYS = [
+    "bench-old-key-0123456789abcdef",
+    "bench-mid-key-0123456789abcdef",
+    "bench-new-key-0123456789abcdef",
+]
 
 
 def config(*, tracking: bool = False, keys: list[str] | None = None) -> dict[str, Any]:
@@ -225,8 +228,16 @@ def main() -> None:
         ratio = med / bare
         spread = f"{min(values):.2f}-{max(values):.2f}"
         print(f"{name:36} {med:10.2f} {spread:>14} {added:9.2f} {ratio:6.2f}")
-        rows.append({"case": name, "median_us": med, "min_us": min(values),
-                     "max_us": max(values), "added_us": added, "ratio": ratio})  # fmt: skip
+        rows.append(
+            {
+                "case": name,
+                "median_us": med,
+                "min_us": min(values),
+                "max_us": max(values),
+                "added_us": added,
+                "ratio": ratio,
+            }
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"calls": args.calls, "rounds": args.rounds, "rows": rows}, fh, indent=2)

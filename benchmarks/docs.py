@@ -1,7 +1,7 @@
 """Rewrite ``docs/performance.rst`` and ``docs/_static/performance.png`` from the results.
 
-    python -m benchmarks --docs            # after a run
-    python -m benchmarks.docs [results.json]
+python -m benchmarks --docs            # after a run
+python -m benchmarks.docs [results.json]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ Running the suite
 
    $ pip install -e '.[bench]'       # Flask, Django, django-cookie-consent, the trackers, gunicorn
    $ apt-get install wrk             # the load generator (Debian)
-   $ python -m benchmarks            # one table on stdout, the figures in benchmarks/results/latest.json
+   $ python -m benchmarks            # one table; the figures in benchmarks/results/latest.json
    $ python -m benchmarks --quick    # fewer repetitions: a quick look
    $ python -m benchmarks --only request,trackers
    $ python -m benchmarks --docs     # also rewrites this page and its plot from the results
@@ -88,7 +88,7 @@ def _table(rows: Iterable[Row]) -> list[str]:
         out += [
             f"   * - {_rst(r.case)}{_rst(base)}",
             f"     - {_num(r.median, r.unit)} {r.unit}",
-            f"     - {_num(r.low, r.unit)}–{_num(r.high, r.unit)}",
+            f"     - {_num(r.low, r.unit)}-{_num(r.high, r.unit)}",
             f"     - {_num(r.added, r.unit)}" if r.added is not None else "     - ",
             f"     - {r.ratio:.2f}" if r.ratio is not None else "     - ",
             f"     - {_rst(r.goal or '')}",
@@ -174,54 +174,78 @@ def plot(rows: list[Row], path: Path = PLOT) -> bool:
         if bars:
             panels.append((section, bars))
 
-    pick("request path", [
-        ("no cookie", "no cookie"),
-        ("declined", "declined"),
-        ("valid cookie, warm", "valid cookie, warm"),
-        ("valid cookie, first verification", "first verification"),
-        ("tracking on: page visit queued (request thread)", "+ page visit queued"),
-    ])  # fmt: skip
-    pick("tracked request (full cost)", [
-        ("page visit into SQLite, delivered", "page visit into SQLite"),
-        ("page visit into JSON Lines, delivered", "page visit into JSON Lines"),
-    ])  # fmt: skip
-    pick("inside Flask", [
-        ("Flask + consentmw, valid cookie (warm)", "consentmw (valid cookie)"),
-        ("Flask hello + reading its session", "Flask session, read"),
-        ("Flask hello + changing its session (re-sign)", "Flask session, re-sign"),
-    ])  # fmt: skip
-    pick("inside Django", [
-        ("Django + consentmw, accepted", "consentmw, accepted"),
-        ("Django + consentmw, declined", "consentmw, declined"),
-        ("Django + django-cookie-consent, accepted", "django-cookie-consent, accepted"),
-        ("Django + django-cookie-consent, declined", "django-cookie-consent, declined"),
-    ])  # fmt: skip
-    pick("record() vs peers", [
-        ("consentmw ctx.record()", "consentmw ctx.record()"),
-        ("Snowplow Tracker.track()", "Snowplow track()"),
-        ("Segment analytics.track()", "Segment track()"),
-        ("PostHog capture()", "PostHog capture()"),
-    ], field="median")  # fmt: skip
+    pick(
+        "request path",
+        [
+            ("no cookie", "no cookie"),
+            ("declined", "declined"),
+            ("valid cookie, warm", "valid cookie, warm"),
+            ("valid cookie, first verification", "first verification"),
+            ("tracking on: page visit queued (request thread)", "+ page visit queued"),
+        ],
+    )
+    pick(
+        "tracked request (full cost)",
+        [
+            ("page visit into SQLite, delivered", "page visit into SQLite"),
+            ("page visit into JSON Lines, delivered", "page visit into JSON Lines"),
+        ],
+    )
+    pick(
+        "inside Flask",
+        [
+            ("Flask + consentmw, valid cookie (warm)", "consentmw (valid cookie)"),
+            ("Flask hello + reading its session", "Flask session, read"),
+            ("Flask hello + changing its session (re-sign)", "Flask session, re-sign"),
+        ],
+    )
+    pick(
+        "inside Django",
+        [
+            ("Django + consentmw, accepted", "consentmw, accepted"),
+            ("Django + consentmw, declined", "consentmw, declined"),
+            ("Django + django-cookie-consent, accepted", "django-cookie-consent, accepted"),
+            ("Django + django-cookie-consent, declined", "django-cookie-consent, declined"),
+        ],
+    )
+    pick(
+        "record() vs peers",
+        [
+            ("consentmw ctx.record()", "consentmw ctx.record()"),
+            ("Snowplow Tracker.track()", "Snowplow track()"),
+            ("Segment analytics.track()", "Segment track()"),
+            ("PostHog capture()", "PostHog capture()"),
+        ],
+        field="median",
+    )
     if not panels:
         return False
     heights = [max(1.2, 0.42 * len(bars) + 0.7) for _, bars in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, sum(heights) + 0.6),
-                             gridspec_kw={"height_ratios": heights})  # fmt: skip
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(8.5, sum(heights) + 0.6), gridspec_kw={"height_ratios": heights}
+    )
     if len(panels) == 1:
         axes = [axes]
     for ax, (title, bars) in zip(axes, panels, strict=True):
         labels = [b[0] for b in bars][::-1]
         values = [b[1] for b in bars][::-1]
-        colors = ["#2b6cb0" if "consentmw" in lab or title in ("request path",
-                  "tracked request (full cost)") else "#a0aec0" for lab in labels]  # fmt: skip
+        colors = [
+            "#2b6cb0"
+            if "consentmw" in lab or title in ("request path", "tracked request (full cost)")
+            else "#a0aec0"
+            for lab in labels
+        ]
         ax.barh(labels, values, color=colors)
         for y, b in enumerate(bars[::-1]):
             ax.text(b[1], y, f" {b[1]:.1f}", va="center", fontsize=8)
             if b[2] is not None:
                 ax.plot([b[2], b[2]], [y - 0.4, y + 0.4], color="#c53030", linewidth=2)
         unit = "µs per call" if title == "record() vs peers" else "µs added per request"
-        ax.set_title(f"{title} ({unit}; red: goal)" if any(b[2] for b in bars)
-                     else f"{title} ({unit})", fontsize=9, loc="left")  # fmt: skip
+        ax.set_title(
+            f"{title} ({unit}; red: goal)" if any(b[2] for b in bars) else f"{title} ({unit})",
+            fontsize=9,
+            loc="left",
+        )
         ax.tick_params(labelsize=8)
         ax.set_xlim(0, max(max(values), max((b[2] or 0) for b in bars)) * 1.18)
         ax.spines[["top", "right"]].set_visible(False)

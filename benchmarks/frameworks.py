@@ -122,7 +122,9 @@ def flask_cases(calls: int) -> tuple[dict[str, Callable[[], float]], list[Any], 
 
     cases = {
         "Flask hello": lambda: loop_us(bare, same("/", ga)),
-        "Flask hello + reading its session": lambda: loop_us(bare, same("/read", f"{ga}; {session}")),
+        "Flask hello + reading its session": lambda: loop_us(
+            bare, same("/read", f"{ga}; {session}")
+        ),
         "Flask hello + changing its session (re-sign)": lambda: loop_us(
             bare, same("/write", f"{ga}; {session}")
         ),
@@ -190,8 +192,9 @@ def django_cases(calls: int) -> tuple[dict[str, Callable[[], float]], list[Any],
     from django.test.utils import override_settings
 
     if not CookieGroup.objects.filter(varname="analytics").exists():
-        group = CookieGroup.objects.create(varname="analytics", name="Analytics",
-                                           is_required=False, is_deletable=True)  # fmt: skip
+        group = CookieGroup.objects.create(
+            varname="analytics", name="Analytics", is_required=False, is_deletable=True
+        )
         Cookie.objects.create(cookiegroup=group, name="_ga_X", path="/", domain="")
         delete_cache()
     group = CookieGroup.objects.get(varname="analytics")
@@ -226,9 +229,11 @@ def django_cases(calls: int) -> tuple[dict[str, Callable[[], float]], list[Any],
         getattr(body, "close", lambda: None)()
         return list(got[0])
 
-    assert any("_ga_X=;" in v or '_ga_X="";' in v
-               for k, v in headers_of(dcc, f"{ga}; {consent_declined}") if k == "Set-Cookie"), (
-        "django-cookie-consent did not delete the declined cookie")  # fmt: skip
+    assert any(
+        "_ga_X=;" in v or '_ga_X="";' in v
+        for k, v in headers_of(dcc, f"{ga}; {consent_declined}")
+        if k == "Set-Cookie"
+    ), "django-cookie-consent did not delete the declined cookie"
     cases: dict[str, Callable[[], float]] = {
         "Django hello": lambda: loop_us(bare, same(ga)),
         "Django + django-cookie-consent, accepted": lambda: loop_us(
@@ -281,18 +286,33 @@ def run(calls: int, rounds: int, progress: Callable[[str], None] | None = None) 
         base_med = rows[-1].median
         dcc_added = None
         if label == DJANGO:
-            dcc = [v - b for v, b in zip(results["Django + django-cookie-consent, accepted"],
-                                         results[base_name], strict=True)]  # fmt: skip
+            dcc = [
+                v - b
+                for v, b in zip(
+                    results["Django + django-cookie-consent, accepted"],
+                    results[base_name],
+                    strict=True,
+                )
+            ]
             dcc_added = sorted(dcc)[len(dcc) // 2]
         for name in names[1:]:
             goal = None
             if label == FLASK and "consentmw" in name and "tracking" not in name:
                 goal = Goal("added", round(base_med * 0.10, 2), text="≤ 10% of hello")
             if label == DJANGO and "consentmw" in name and dcc_added is not None:
-                goal = Goal("added", round(dcc_added / 4, 2),
-                            text="≤ 1/4 of django-cookie-consent's")  # fmt: skip
-            rows.append(row(label, name, results[name], baseline=base, goal=goal,
-                            note=integration if "consentmw" in name else ""))  # fmt: skip
+                goal = Goal(
+                    "added", round(dcc_added / 4, 2), text="≤ 1/4 of django-cookie-consent's"
+                )
+            rows.append(
+                row(
+                    label,
+                    name,
+                    results[name],
+                    baseline=base,
+                    goal=goal,
+                    note=integration if "consentmw" in name else "",
+                )
+            )
         if label == DJANGO and not any("consentmw" in n for n in names):
             rows[-1].note = integration
     if notes and rows:
@@ -302,5 +322,7 @@ def run(calls: int, rounds: int, progress: Callable[[str], None] | None = None) 
     return rows
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     return run(300 if quick else 1500, rounds, progress)

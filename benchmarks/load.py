@@ -4,8 +4,9 @@ The demo site (``consentmw demo``'s pages), bare and wrapped in consentmw with p
 tracking into PostgreSQL; and the same with PostgreSQL down (the sink URL points at a
 loopback port nobody listens on: every connection is refused, so events are retried and
 spooled). Each run starts a fresh server, warms it up, runs ``wrk -t2 -c8 --latency`` for a
-fixed time on ``/docs`` (HTML with gated scripts) as a visitor who accepted everything, then stops the server with
-SIGTERM (the workers flush or spool at exit). Nothing but 127.0.0.1 is contacted.
+fixed time on ``/docs`` (HTML with gated scripts) as a visitor who accepted everything, then
+stops the server with SIGTERM (the workers flush or spool at exit). Nothing but 127.0.0.1
+is contacted.
 
 No event lost: the gunicorn access log counts the ``200`` answers to ``/docs`` (each is
 a page visit); with the sink up PostgreSQL must hold exactly that many events, with it
@@ -28,7 +29,6 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ._harness import Goal, Row, SkipSection, interleave, row
 
@@ -69,10 +69,23 @@ _BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128
 
 def _wrk(url: str, cookie: str, seconds: int) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t2", "-c8", f"-d{seconds}s", "--timeout", "5s", "--latency",
-         "-H", f"Cookie: {cookie}", url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    )  # fmt: skip
+        [
+            "wrk",
+            "-t2",
+            "-c8",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-H",
+            f"Cookie: {cookie}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
     text = out.stdout
     lat = {m.group(1): float(m.group(2)) * _UNIT[m.group(3)] for m in _LATENCY.finditer(text)}
     rate = _RATE.search(text)
@@ -86,14 +99,36 @@ class Server:
 
     def __init__(self, mode: str, data: str, sink: str, spool: str, log: str) -> None:
         self.port = _free_port()
-        env = dict(os.environ, CMW_BENCH_MODE=mode, CMW_BENCH_DATA=data, CMW_BENCH_SINK=sink,
-                   CMW_BENCH_SPOOL=spool, PYTHONPATH=str(ROOT))  # fmt: skip
+        env = dict(
+            os.environ,
+            CMW_BENCH_MODE=mode,
+            CMW_BENCH_DATA=data,
+            CMW_BENCH_SINK=sink,
+            CMW_BENCH_SPOOL=spool,
+            PYTHONPATH=str(ROOT),
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{self.port}",
-             "--access-logfile", log, "--log-level", "warning", "--graceful-timeout", "30",
-             "benchmarks.loadapp:app"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "--access-logfile",
+                log,
+                "--log-level",
+                "warning",
+                "--graceful-timeout",
+                "30",
+                "benchmarks.loadapp:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         # /docs: a page of the demo that does not need the middleware, with gated scripts.
         self.url = f"http://127.0.0.1:{self.port}/docs"
         deadline = time.monotonic() + 30
@@ -101,14 +136,16 @@ class Server:
             try:
                 # A browser's User-Agent: urllib's is a bot's, and bots are not tracked.
                 probe = urllib.request.Request(self.url, headers={"User-Agent": _BROWSER})
-                with urllib.request.urlopen(probe, timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(probe, timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.proc.kill()
                     self.proc.wait(10)
-                    err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                    err = (
+                        self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                    )
                     self.stop()
                     raise RuntimeError(f"gunicorn did not start: {err[-1500:]}") from None
                 time.sleep(0.1)
@@ -138,7 +175,7 @@ def run(seconds: int, rounds: int, progress: Callable[[str], None] | None = None
         import psycopg
 
         psycopg.connect(PG_URL, connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001 - reported as skipped
+    except Exception as exc:
         raise SkipSection(f"needs gunicorn and PostgreSQL at {PG_URL}: {exc}") from None
     tmp = tempfile.TemporaryDirectory(prefix="cmw-load-")
     root = Path(tmp.name)
@@ -216,21 +253,39 @@ def run(seconds: int, rounds: int, progress: Callable[[str], None] | None = None
     def series(mode: str, key: str) -> list[float]:
         return [r[key] for r in raw[mode]]
 
-    label = {"bare": "demo site, bare", "sink up": "demo + consentmw, PostgreSQL up",
-             "sink down": "demo + consentmw, PostgreSQL down"}  # fmt: skip
+    label = {
+        "bare": "demo site, bare",
+        "sink up": "demo + consentmw, PostgreSQL up",
+        "sink down": "demo + consentmw, PostgreSQL down",
+    }
     rows: list[Row] = []
     note = f"wrk -t2 -c8 -d{seconds}s per run"
     for mode in raw:
         base = None if mode == "bare" else (label["bare"], series("bare", "rps"))
-        rows.append(row(SECTION, f"{label[mode]}: requests/s", series(mode, "rps"), unit="req/s",
-                        baseline=base, note=note if mode == "bare" else "; ".join(counts[mode])))  # fmt: skip
+        rows.append(
+            row(
+                SECTION,
+                f"{label[mode]}: requests/s",
+                series(mode, "rps"),
+                unit="req/s",
+                baseline=base,
+                note=note if mode == "bare" else "; ".join(counts[mode]),
+            )
+        )
     for mode in raw:
         rows.append(row(SECTION, f"{label[mode]}: p50", series(mode, "p50_ms"), unit="ms"))
     for mode in raw:
         if mode == "sink down":
-            rows.append(row(SECTION, f"{label[mode]}: p99", series(mode, "p99_ms"), unit="ms",
-                            baseline=(f"{label['sink up']}: p99", series("sink up", "p99_ms")),
-                            goal=Goal("ratio", 1.10, text="≤ 1.10 × sink up, no event lost")))  # fmt: skip
+            rows.append(
+                row(
+                    SECTION,
+                    f"{label[mode]}: p99",
+                    series(mode, "p99_ms"),
+                    unit="ms",
+                    baseline=(f"{label['sink up']}: p99", series("sink up", "p99_ms")),
+                    goal=Goal("ratio", 1.10, text="≤ 1.10 x sink up, no event lost"),
+                )
+            )
         else:
             rows.append(row(SECTION, f"{label[mode]}: p99", series(mode, "p99_ms"), unit="ms"))
     for r in rows:
@@ -240,5 +295,7 @@ def run(seconds: int, rounds: int, progress: Callable[[str], None] | None = None
     return rows
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     return run(3 if quick else 10, 1 if quick else 3, progress)

@@ -27,9 +27,12 @@ def build() -> Any:
         return demo_site()
     return ConsentMiddleware(
         demo_site(),
-        config(os.environ["CMW_BENCH_DATA"], os.environ["CMW_BENCH_SINK"],
-               os.environ["CMW_BENCH_SPOOL"]),
-    )  # fmt: skip
+        config(
+            os.environ["CMW_BENCH_DATA"],
+            os.environ["CMW_BENCH_SINK"],
+            os.environ["CMW_BENCH_SPOOL"],
+        ),
+    )
 
 
 def __getattr__(name: str) -> Any:

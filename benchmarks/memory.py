@@ -49,11 +49,16 @@ def child(n: int, spool_path: str) -> dict[str, Any]:
 
     cfg = bench_request.config(tracking=True)
     cfg["sinks"] = {"events": ["memory://down"]}
-    cfg["dispatch"] = {"spool": spool_path, "when_full": "block", "max_retries": 1,
-                       "retry_base_ms": 50}  # fmt: skip
+    cfg["dispatch"] = {
+        "spool": spool_path,
+        "when_full": "block",
+        "max_retries": 1,
+        "retry_base_ms": 50,
+    }
     mw = ConsentMiddleware(bench_request.app, cfg, sinks={"memory://down": DownSink()})
-    env = bench_request.environ_for(bench_request.prefs_cookie(mw, "accept_all"),
-                                    session=bench_request.session_cookie(mw))  # fmt: skip
+    env = bench_request.environ_for(
+        bench_request.prefs_cookie(mw, "accept_all"), session=bench_request.session_cookie(mw)
+    )
     ctx = mw.engine.context(env)
     env["consentmw.context"] = ctx
     assert ctx.record("warm")
@@ -110,8 +115,12 @@ def run_child(n: int) -> dict[str, Any]:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.memory", str(n), spool],
-            cwd=root, capture_output=True, text=True, timeout=1200, check=False,
-        )  # fmt: skip
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"memory child failed: {out.stderr[-2000:]}")
         result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -121,7 +130,9 @@ def run_child(n: int) -> dict[str, Any]:
     return result
 
 
-def run(sizes: Sequence[int], rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def run(
+    sizes: Sequence[int], rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
     for i in range(rounds):
         for n in sizes:
@@ -133,16 +144,23 @@ def run(sizes: Sequence[int], rounds: int, progress: Callable[[str], None] | Non
         peak = [r["rss_peak_mib"] for r in results]
         before = [r["rss_before_mib"] for r in results]
         rate = sorted(r["events"] / r["seconds"] for r in results)[len(results) // 2]
-        rows.append(row(
-            SECTION, f"RSS peak, burst of {n:,} events, sink down", peak, unit="MiB",
-            baseline=("RSS before the burst", before),
-            note=f"all {n:,} spooled, none dropped; {rate:,.0f} events/s into the spool",
-            extra={"runs": results},
-        ))  # fmt: skip
+        rows.append(
+            row(
+                SECTION,
+                f"RSS peak, burst of {n:,} events, sink down",
+                peak,
+                unit="MiB",
+                baseline=("RSS before the burst", before),
+                note=f"all {n:,} spooled, none dropped; {rate:,.0f} events/s into the spool",
+                extra={"runs": results},
+            )
+        )
     return rows
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     if quick:
         return run([20_000, 100_000], 1, progress)
     return run([100_000, 1_000_000], 1, progress)

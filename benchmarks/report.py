@@ -38,7 +38,7 @@ def cells(r: Row) -> list[str]:
         r.section,
         r.case,
         f"{_num(r.median, r.unit)} {r.unit}",
-        f"{_num(r.low, r.unit)}–{_num(r.high, r.unit)}",
+        f"{_num(r.low, r.unit)}-{_num(r.high, r.unit)}",
         r.baseline or "",
         _num(r.added, r.unit) if r.added is not None else "",
         f"{r.ratio:.2f}" if r.ratio is not None else "",
@@ -47,14 +47,24 @@ def cells(r: Row) -> list[str]:
     ]
 
 
-HEADERS = ["section", "case", "median", "spread (min–max)", "baseline", "added", "ratio",
-           "goal", ""]  # fmt: skip
+HEADERS = [
+    "section",
+    "case",
+    "median",
+    "spread (min-max)",
+    "baseline",
+    "added",
+    "ratio",
+    "goal",
+    "",
+]
 
 
 def table(rows: Iterable[Row]) -> str:
     body = [cells(r) for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h)
-              for i, h in enumerate(HEADERS)]  # fmt: skip
+    widths = [
+        max(len(h), *(len(c[i]) for c in body)) if body else len(h) for i, h in enumerate(HEADERS)
+    ]
     lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(HEADERS)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for c in body:
@@ -66,9 +76,20 @@ def environment() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for dist in ("consentmw", "werkzeug", "itsdangerous", "flask", "django",
-                 "django-cookie-consent", "segment-analytics-python", "posthog",
-                 "snowplow-tracker", "gunicorn", "psycopg", "redis"):  # fmt: skip
+    for dist in (
+        "consentmw",
+        "werkzeug",
+        "itsdangerous",
+        "flask",
+        "django",
+        "django-cookie-consent",
+        "segment-analytics-python",
+        "posthog",
+        "snowplow-tracker",
+        "gunicorn",
+        "psycopg",
+        "redis",
+    ):
         try:
             versions[dist] = version(dist)
         except PackageNotFoundError:

@@ -150,14 +150,26 @@ def run_html(calls: int, rounds: int, progress: Callable[[str], None] | None = N
     note = f"page of {len(bench_inject.PAGE)} bytes"
     return [
         row(HTML, "bare app, HTML page", results["bare app, HTML page"], note=note),
-        row(HTML, "banner inserted (no decision yet)",
-            results["banner inserted (no decision yet)"], baseline=page_base),
-        row(HTML, "settings link only (decided)",
-            results["settings link only (decided)"], baseline=page_base),
+        row(
+            HTML,
+            "banner inserted (no decision yet)",
+            results["banner inserted (no decision yet)"],
+            baseline=page_base,
+        ),
+        row(
+            HTML,
+            "settings link only (decided)",
+            results["settings link only (decided)"],
+            baseline=page_base,
+        ),
         row(HTML, "bare app, JSON", results["bare app, JSON"]),
-        row(HTML, "JSON response (not HTML), decided",
-            results["JSON response (not HTML), decided"], baseline=json_base),
-    ]  # fmt: skip
+        row(
+            HTML,
+            "JSON response (not HTML), decided",
+            results["JSON response (not HTML), decided"],
+            baseline=json_base,
+        ),
+    ]
 
 
 def _chunks(items: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
@@ -166,5 +178,7 @@ def _chunks(items: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, A
         yield chunk
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     return run(500 if quick else 2000, rounds, progress)

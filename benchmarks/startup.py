@@ -61,13 +61,25 @@ def run(rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]
     return [
         row(SECTION, "python -c pass", results["python -c pass"], unit="ms"),
         row(SECTION, "import consentmw", results["import consentmw"], unit="ms", baseline=bare),
-        row(SECTION, "import consentmw + engine, UI", results["import consentmw + ConsentMiddleware"],
-            unit="ms", baseline=bare),
+        row(
+            SECTION,
+            "import consentmw + engine, UI",
+            results["import consentmw + ConsentMiddleware"],
+            unit="ms",
+            baseline=bare,
+        ),
         row(SECTION, "Config.load(mapping)", results["Config.load(mapping)"], unit="ms"),
-        row(SECTION, "ConsentMiddleware(app, mapping)", results["ConsentMiddleware(app, mapping)"],
-            unit="ms", baseline=("Config.load(mapping)", results["Config.load(mapping)"])),
-    ]  # fmt: skip
+        row(
+            SECTION,
+            "ConsentMiddleware(app, mapping)",
+            results["ConsentMiddleware(app, mapping)"],
+            unit="ms",
+            baseline=("Config.load(mapping)", results["Config.load(mapping)"]),
+        ),
+    ]
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     return run(3 if quick else 9, progress)

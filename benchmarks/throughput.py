@@ -239,7 +239,7 @@ def postgres_cases(work: list[Any], evs: list[Event]) -> dict[str, Any]:
         from consentmw.sinks._sql import COLUMNS
 
         psycopg.connect(PG_URL, connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001 - reported as a skipped part
+    except Exception as exc:
         raise SkipSection(f"PostgreSQL at {PG_URL}: {exc}") from None
     schemas: list[str] = []
 
@@ -254,9 +254,9 @@ def postgres_cases(work: list[Any], evs: list[Event]) -> dict[str, Any]:
     def factory() -> Any:
         sink = pg.PostgresSink(schema_url())
         sink.write(evs[:1])  # create the schema outside the timing
-        with sink._writer().cursor() as cur:  # noqa: SLF001
+        with sink._writer().cursor() as cur:
             cur.execute("DELETE FROM events")
-        sink._writer().commit()  # noqa: SLF001
+        sink._writer().commit()
         return sink
 
     def count(sink: Any) -> int:
@@ -275,14 +275,18 @@ def postgres_cases(work: list[Any], evs: list[Event]) -> dict[str, Any]:
             cpu0 = time.process_time()
             started = WALL()
             for chunk in rows:
-                with conn.transaction(), conn.cursor() as cur:
-                    with cur.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
-                        for r in chunk:
-                            copy.write_row(r)
+                with (
+                    conn.transaction(),
+                    conn.cursor() as cur,
+                    cur.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy,
+                ):
+                    for r in chunk:
+                        copy.write_row(r)
             took = WALL() - started
             cpu = time.process_time() - cpu0
             got = conn.execute("SELECT count(*) FROM events").fetchone()
-        assert got is not None and got[0] == len(evs)
+        assert got is not None
+        assert got[0] == len(evs)
         return len(evs) / took, len(evs) / cpu
 
     def cleanup() -> None:
@@ -308,7 +312,7 @@ def redis_cases(work: list[Any], evs: list[Event]) -> dict[str, Any]:
 
         probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
         probe.ping()
-    except Exception as exc:  # noqa: BLE001 - reported as a skipped part
+    except Exception as exc:
         raise SkipSection(f"Redis at {REDIS_URL}: {exc}") from None
     streams: list[str] = []
     payload = [[e.to_json() for e in chunk] for chunk in _chunks(evs)]
@@ -418,7 +422,7 @@ def run(
         for undo in reversed(stack):
             try:
                 undo()
-            except Exception as exc:  # noqa: BLE001 - cleanup is best effort
+            except Exception as exc:
                 print(f"cleanup: {exc}", file=sys.stderr)
     goal = Goal("ratio", 0.5, least=True, text="≥ 0.5 of bare (≥ 150k/s here)")
     import statistics
@@ -426,22 +430,45 @@ def run(
     for name, values in results.items():
         label, _, kind = name.partition(", ")
         if kind.startswith("bare"):
-            rows.append(row(SECTION, name, values, unit="events/s",
-                            note=f"{n if label in ('SQLite', 'JSON Lines') else n_remote} events"))  # fmt: skip
+            rows.append(
+                row(
+                    SECTION,
+                    name,
+                    values,
+                    unit="events/s",
+                    note=f"{n if label in ('SQLite', 'JSON Lines') else n_remote} events",
+                )
+            )
             bare_name = name
             continue
-        rows.append(row(SECTION, name, values, unit="events/s",
-                        baseline=(bare_name, results[bare_name]),
-                        goal=goal if name == "SQLite, dispatcher" else None))  # fmt: skip
+        rows.append(
+            row(
+                SECTION,
+                name,
+                values,
+                unit="events/s",
+                baseline=(bare_name, results[bare_name]),
+                goal=goal if name == "SQLite, dispatcher" else None,
+            )
+        )
     for r in rows:
         r.extra["events_per_cpu_second"] = statistics.median(cpu[r.case])
     if "SQLite, dispatcher" in cpu:
         # The same ratio by CPU time (all threads): what the pipeline spends per event,
         # whatever else the machine runs.
-        rows.append(row(SECTION, "SQLite, dispatcher, per CPU-second", cpu["SQLite, dispatcher"],
-                        unit="events/s", baseline=("SQLite, bare executemany, per CPU-second",
-                                                   cpu["SQLite, bare executemany"]),
-                        note="process CPU time, all threads"))  # fmt: skip
+        rows.append(
+            row(
+                SECTION,
+                "SQLite, dispatcher, per CPU-second",
+                cpu["SQLite, dispatcher"],
+                unit="events/s",
+                baseline=(
+                    "SQLite, bare executemany, per CPU-second",
+                    cpu["SQLite, bare executemany"],
+                ),
+                note="process CPU time, all threads",
+            )
+        )
     for r in rows:
         r.added = None  # a difference of rates means nothing; the ratio does
     if skipped:
@@ -449,7 +476,9 @@ def run(
     return rows
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     if quick:
         return run(20_000, 5_000, 2, progress)
     return run(100_000, 30_000, min(rounds, 5), progress)

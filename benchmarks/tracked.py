@@ -64,8 +64,10 @@ def run(calls: int, rounds: int, progress: Callable[[str], None] | None = None) 
     def tracked(kind: str) -> Callable[[], float]:
         def one() -> float:
             n = next(seq)
-            url = f"sqlite:///{root}/events-{n}.db" if kind == "sqlite" else (
-                f"jsonl:///{root}/events-{n}.jsonl"
+            url = (
+                f"sqlite:///{root}/events-{n}.db"
+                if kind == "sqlite"
+                else (f"jsonl:///{root}/events-{n}.jsonl")
             )
             mw = ConsentMiddleware(bench_request.app, _config(url))
             try:
@@ -109,14 +111,28 @@ def run(calls: int, rounds: int, progress: Callable[[str], None] | None = None) 
 
     return [
         row(SECTION, "bare app (wall clock)", results["bare app"], note=f"{calls} requests"),
-        row(SECTION, "page visit into SQLite, delivered", results["SQLite"], baseline=base,
-            goal=Goal("added", 15.0), note=note,
-            extra={"cpu_us_per_request_all_threads": statistics.median(cpu["sqlite"])}),
-        row(SECTION, "page visit into JSON Lines, delivered", results["JSON Lines"],
-            baseline=base, goal=Goal("added", 15.0), note=note,
-            extra={"cpu_us_per_request_all_threads": statistics.median(cpu["jsonl"])}),
-    ]  # fmt: skip
+        row(
+            SECTION,
+            "page visit into SQLite, delivered",
+            results["SQLite"],
+            baseline=base,
+            goal=Goal("added", 15.0),
+            note=note,
+            extra={"cpu_us_per_request_all_threads": statistics.median(cpu["sqlite"])},
+        ),
+        row(
+            SECTION,
+            "page visit into JSON Lines, delivered",
+            results["JSON Lines"],
+            baseline=base,
+            goal=Goal("added", 15.0),
+            note=note,
+            extra={"cpu_us_per_request_all_threads": statistics.median(cpu["jsonl"])},
+        ),
+    ]
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     return run(5000 if quick else 20000, min(rounds, 3 if quick else 7), progress)

@@ -59,8 +59,9 @@ def _segment(calls: int) -> tuple[Callable[[], float], Callable[[], None]] | Non
         return None
     # send=False keeps the consumer thread from starting; send=True afterwards makes track()
     # put the message on the queue as it does in production.
-    client = Client("bench-write-key", send=False, max_queue_size=calls + 10,
-                    host="http://127.0.0.1:9")  # fmt: skip
+    client = Client(
+        "bench-write-key", send=False, max_queue_size=calls + 10, host="http://127.0.0.1:9"
+    )
     client.send = True
 
     def one() -> float:
@@ -93,7 +94,7 @@ def _posthog(calls: int) -> tuple[Callable[[], float], Callable[[], None]] | Non
     def close() -> None:
         try:
             client.shutdown()
-        except Exception:  # noqa: BLE001 - best effort, nothing was sent
+        except Exception:
             logging.getLogger(__name__).debug("posthog shutdown", exc_info=True)
 
     return one, close
@@ -105,8 +106,7 @@ def _snowplow(calls: int) -> tuple[Callable[[], float], Callable[[], None]] | No
     except ImportError:
         return None
     logging.getLogger("snowplow_tracker").setLevel(logging.ERROR)
-    emitter = Emitter("127.0.0.1", protocol="http", port=9, batch_size=10**9,
-                      buffer_capacity=10**9)  # fmt: skip
+    emitter = Emitter("127.0.0.1", protocol="http", port=9, batch_size=10**9, buffer_capacity=10**9)
     tracker = Tracker(namespace="bench", emitters=emitter, app_id="bench")
     buffer: Any = emitter.event_store.event_buffer  # type: ignore[attr-defined]
 
@@ -143,13 +143,29 @@ def run(calls: int, rounds: int, progress: Callable[[str], None] | None = None) 
             closer()
     ours_values = results.pop("consentmw ctx.record()")
     base = ("consentmw ctx.record()", ours_values)
-    rows = [row(SECTION, "consentmw ctx.record()", ours_values, goal=Goal("value", 1.0),
-                note=f"{calls} calls per round")]  # fmt: skip
+    rows = [
+        row(
+            SECTION,
+            "consentmw ctx.record()",
+            ours_values,
+            goal=Goal("value", 1.0),
+            note=f"{calls} calls per round",
+        )
+    ]
     for name, values in results.items():
-        rows.append(row(SECTION, name, values, baseline=base,
-                        goal=Goal("ratio", 1.0, least=True, text="slower than record()")))  # fmt: skip
+        rows.append(
+            row(
+                SECTION,
+                name,
+                values,
+                baseline=base,
+                goal=Goal("ratio", 1.0, least=True, text="slower than record()"),
+            )
+        )
     return rows
 
 
-def section(*, quick: bool, rounds: int, progress: Callable[[str], None] | None = None) -> list[Row]:
+def section(
+    *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
+) -> list[Row]:
     return run(2000 if quick else 10000, rounds, progress)
