@@ -68,6 +68,7 @@ _CACHE_LIMIT = 256
 # the texts nor HTML escaping produce.
 _CSRF_SLOT = "\ue000csrf\ue000"
 _NEXT_SLOT = "\ue000next\ue000"
+_NONCE_SLOT = "\ue000nonce\ue000"
 
 
 class Route(Protocol):
@@ -165,6 +166,7 @@ class UI:
         self._charset_cache: dict[str, bool] = {}
         self._type_cache: dict[str, bool] = {}
         self._banner_cache: dict[tuple[str, bool, bool, bool], str] = {}
+        self._cm_cache: dict[tuple[frozenset[str], bool], str] = {}
         self._purposes = tuple(config.purposes.values())
         self._optional = config.purpose_ids - config.required
         self._gating = ui.script_gating and bool(self._optional)
@@ -433,10 +435,7 @@ class UI:
         nonce = self._nonce(environ)
         head = ""
         if self._consent_mode is not None:
-            cm = self.config.consent_mode
-            head = render.consent_mode_tag(
-                self._cm_url, cm.types(granted), cm.wait_for_update_ms, nonce
-            )
+            head = self._consent_mode_tag(granted, nonce)
         body: list[str] = []
         if ui.settings_link or show_banner:
             texts = self.texts(environ)
@@ -455,6 +454,26 @@ class UI:
             dependent=dependent,
             language=bool(body) and len(self.languages) > 1,
         )
+
+    def _consent_mode_tag(self, granted: frozenset[str], nonce: str | None) -> str:
+        """The Consent Mode tag for a consent state: rendered once per state (a slot for
+        the nonce, which changes with every page)."""
+        key = (granted, nonce is not None)
+        template = self._cm_cache.get(key)
+        if template is None:
+            cm = self.config.consent_mode
+            template = render.consent_mode_tag(
+                self._cm_url,
+                cm.types(granted),
+                cm.wait_for_update_ms,
+                None if nonce is None else _NONCE_SLOT,
+            )
+            if len(self._cm_cache) >= _CACHE_LIMIT:
+                self._cm_cache.clear()
+            self._cm_cache[key] = template
+        if nonce is None:
+            return template
+        return template.replace(_NONCE_SLOT, escape(nonce, quote=True))
 
     def _banner(self, ctx: RequestContext, texts: Texts, nonce: str | None) -> str:
         """The banner's markup. Only the CSRF token and the ``next`` URL differ from one
