@@ -298,4 +298,4 @@ def run(seconds: int, rounds: int, progress: Callable[[str], None] | None = None
 def section(
     *, quick: bool, rounds: int, progress: Callable[[str], None] | None = None
 ) -> list[Row]:
-    return run(3 if quick else 10, 1 if quick else 3, progress)
+    return run(3 if quick else 8, 1 if quick else 5, progress)
