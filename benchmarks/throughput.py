@@ -424,7 +424,7 @@ def run(
                 undo()
             except Exception as exc:
                 print(f"cleanup: {exc}", file=sys.stderr)
-    goal = Goal("ratio", 0.5, least=True, text="≥ 0.5 of bare (≥ 150k/s here)")
+    goal = Goal("ratio", 0.5, least=True, text="≥ 0.5 of bare")
     import statistics
 
     for name, values in results.items():
