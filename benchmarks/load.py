@@ -107,6 +107,9 @@ class Server:
             CMW_BENCH_SPOOL=spool,
             PYTHONPATH=str(ROOT),
         )
+        # The servers' log goes to a file: a pipe nobody reads fills up, and a worker that
+        # logs (a sink down is logged) would then block writing to it.
+        self.errors = open(log + ".err", "w+b")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -127,7 +130,7 @@ class Server:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.errors,
         )
         # /docs: a page of the demo that does not need the middleware, with gated scripts.
         self.url = f"http://127.0.0.1:{self.port}/docs"
@@ -143,9 +146,8 @@ class Server:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.proc.kill()
                     self.proc.wait(10)
-                    err = (
-                        self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                    )
+                    self.errors.seek(0)
+                    err = self.errors.read().decode(errors="replace")
                     self.stop()
                     raise RuntimeError(f"gunicorn did not start: {err[-1500:]}") from None
                 time.sleep(0.1)
@@ -158,8 +160,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.errors.close()
 
 
 def _served(log: str) -> int:
@@ -191,7 +192,11 @@ def run(seconds: int, rounds: int, progress: Callable[[str], None] | None = None
             n = next(seq)
             spool = str(root / f"spool-{n}.db")
             log = str(root / f"access-{n}.log")
-            sink = f"postgresql://postgres@127.0.0.1:{_free_port()}/test"  # refused: down
+            # Down: a port bound but not listening (every connection refused), held for the
+            # whole run so that nothing else, the server included, can take it.
+            dead = socket.socket()
+            dead.bind(("127.0.0.1", 0))
+            sink = f"postgresql://postgres@127.0.0.1:{dead.getsockname()[1]}/test"
             if mode == "sink up":
                 schema = "cmw_load_" + uuid.uuid4().hex[:10]
                 with psycopg.connect(PG_URL, autocommit=True) as admin:
@@ -199,11 +204,14 @@ def run(seconds: int, rounds: int, progress: Callable[[str], None] | None = None
                 schemas.append(schema)
                 sep = "&" if "?" in PG_URL else "?"
                 sink = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-            server = Server("bare" if mode == "bare" else "consentmw", data, sink, spool, log)
             try:
-                result = _wrk(server.url, cookie, seconds)
+                server = Server("bare" if mode == "bare" else "consentmw", data, sink, spool, log)
+                try:
+                    result = _wrk(server.url, cookie, seconds)
+                finally:
+                    server.stop()
             finally:
-                server.stop()
+                dead.close()
             if mode == "bare":
                 return result
             served = _served(log)
