@@ -84,6 +84,7 @@ class RequestContext:
         "_visitor",
         "environ",
         "extra_set_cookies",
+        "notice_rendered",
         "now",
     )
 
@@ -106,6 +107,8 @@ class RequestContext:
         self._state_key: Any = None
         #: Cookies the middleware adds to the response (expiries on withdrawal).
         self.extra_set_cookies: list[CookieSpec] = []
+        #: Set when a banner (the notice) is put on this response's page.
+        self.notice_rendered = False
 
     def __repr__(self) -> str:
         method, path = self.environ.get("REQUEST_METHOD"), self.environ.get("PATH_INFO")

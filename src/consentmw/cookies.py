@@ -31,6 +31,7 @@ __all__ = [
     "find_cookies",
     "is_deletion",
     "parent_domains",
+    "path_ancestors",
     "set_cookie_name",
     "split_cookie_header",
 ]
@@ -113,25 +114,42 @@ def set_cookie_name(header_value: str) -> str:
 
 
 def is_deletion(header_value: str, now: float) -> bool:
-    """Does this ``Set-Cookie`` value delete its cookie (``Max-Age<=0`` or a past
-    ``Expires``)? Deleting is always allowed, whatever the consent."""
-    max_age_seen = False
-    expires_past = False
+    """Does this ``Set-Cookie`` value delete its cookie? Deleting is always allowed,
+    whatever the consent, so this reads the value exactly as a browser does (RFC 6265
+    §5.2.2, §5.3 step 3): the *last* valid ``Max-Age`` decides (``<= 0`` deletes), and only
+    without one the last valid ``Expires`` (in the past deletes). Invalid attributes are
+    ignored, as browsers ignore them."""
+    max_age: int | None = None
+    expires: float | None = None
     for attr in header_value.split(";")[1:]:
         key, _, val = attr.partition("=")
         key = key.strip().lower()
+        val = val.strip()
         if key == "max-age":
-            max_age_seen = True
-            val = val.strip()
-            if val.startswith("-") and val[1:].isdigit():
-                return True
-            if val.isdigit():
-                return int(val) == 0
+            digits = val[1:] if val.startswith("-") else val
+            if digits.isdigit() and digits.isascii():
+                max_age = int(val)
         elif key == "expires":
-            when = parse_date(val.strip())
-            expires_past = when is not None and when.timestamp() <= now
-    # Max-Age, when present and valid, wins over Expires (RFC 6265 §5.3 step 3).
-    return expires_past and not max_age_seen
+            when = parse_date(val)
+            if when is not None:
+                expires = when.timestamp()
+    if max_age is not None:
+        return max_age <= 0
+    return expires is not None and expires <= now
+
+
+def path_ancestors(*paths: str, limit: int = 4) -> list[str]:
+    """``/`` and the directories above each request path (``/shop/cart/1`` gives ``/``,
+    ``/shop``, ``/shop/cart``): the paths a cookie sent with that request may have been
+    set for, by an explicit ``Path`` or by the default path (RFC 6265 §5.1.4)."""
+    out = ["/"]
+    for path in paths:
+        parts = [p for p in path.split("?", 1)[0].split("/") if p][:limit]
+        for i in range(1, len(parts)):
+            candidate = "/" + "/".join(parts[:i])
+            if candidate not in out and len(candidate) <= 200:
+                out.append(candidate)
+    return out[: limit + 1]
 
 
 def parent_domains(host: str, configured: str | None) -> list[str | None]:
@@ -225,10 +243,17 @@ class CookieWriter:
         """The deletion matching :meth:`cookie` for the same name: identical attributes."""
         return self.cookie(name, "", max_age=0, shared=shared)
 
-    def foreign_deletions(self, name: str, domains: Iterable[str | None]) -> list[CookieSpec]:
-        """Deletions of someone else's cookie for each candidate domain, at ``Path=/``."""
+    def foreign_deletions(
+        self, name: str, domains: Iterable[str | None], paths: Sequence[str] = ("/",)
+    ) -> list[CookieSpec]:
+        """Deletions of someone else's cookie for each candidate domain and path (the
+        ``Cookie`` header says neither where nor for which path a cookie was set)."""
         secure = self.secure and name.startswith(("__Secure-", "__Host-"))
-        return [CookieSpec(name, "", 0, "/", domain, secure, False, None) for domain in domains]
+        return [
+            CookieSpec(name, "", 0, path, domain, secure, False, None)
+            for domain in domains
+            for path in paths
+        ]
 
     # Rendered forms, for callers that want header values directly.
 

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 __all__ = [
     "MAX_BODY",
@@ -32,6 +32,10 @@ _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _JSON = "application/json"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+# C1 controls and the Unicode line separators have no place in a path either.
+_NON_LATIN_CONTROL = re.compile("[\x80-\x9f\u2028\u2029]")
+# Everything a path and query may already hold; only what is not ASCII gets encoded.
+_URL_SAFE = "/?&=#%:@!$'()*+,;~-._[]"
 
 
 @dataclass(slots=True)
@@ -150,12 +154,15 @@ def safe_next(value: object) -> str:
 
     Refused: absolute and scheme-relative URLs (``//evil``), backslashes (browsers read
     ``/\\evil`` as ``//evil``), control characters, and anything not starting with ``/``.
+    Characters a URL may not hold (spaces, quotes, anything outside ASCII) are
+    percent-encoded (UTF-8): a ``Location`` header carries ASCII only, and a WSGI server
+    refuses anything else with a 500.
     """
     if not isinstance(value, str) or not value.startswith("/") or len(value) > 2048:
         return "/"
-    if value.startswith("//") or _CONTROL.search(value):
+    if value.startswith("//") or _CONTROL.search(value) or _NON_LATIN_CONTROL.search(value):
         return "/"
-    return value
+    return quote(value, safe=_URL_SAFE)
 
 
 def _bad(reason: str) -> Problem:

@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -42,6 +43,7 @@ from .cookies import (
     find_cookies,
     is_deletion,
     parent_domains,
+    path_ancestors,
     set_cookie_name,
     split_cookie_header,
 )
@@ -149,6 +151,15 @@ class Engine:
         self.prefs_max_age = config.policy.consent_max_age_days * 86400.0
         self.session_max_age = cs.session_lifetime_hours * 3600.0
         self.cart_max_age = cs.cart_max_age_days * 86400.0
+        # The Set-Cookie line of each jar without its value (name, attributes): what a
+        # jar's contents may add to it is what is left of the limit.
+        self._overhead = {
+            self.names.prefs: len(
+                self.writer.set(self.names.prefs, "", max_age=self.prefs_max_age, shared=True)
+            ),
+            self.names.session: len(self.writer.set(self.names.session, "", max_age=None)),
+            self.names.cart: len(self.writer.set(self.names.cart, "", max_age=self.cart_max_age)),
+        }
         self.tracking = config.tracking
         self.tracking_purpose = config.tracking.tracking_purpose
         self.action_purposes: dict[str, str | None] = {
@@ -157,6 +168,10 @@ class Engine:
         self._request_rules = [r for r in config.tracking.actions if r.path is not None]
         self._attachment_rules = [r for r in config.tracking.actions if r.on_response]
         self._capture_rules = [r for r in self._request_rules if r.capture]
+        self._optional = config.purpose_ids - config.required
+        self._declared_finder = _declared_finder(
+            [r for r in config.cookies if r.purpose not in config.required]
+        )
         self._necessary = frozenset(extra_necessary_cookies)
         self.mount = config.site.mount
         self._gpc_key = "HTTP_SEC_GPC"
@@ -367,7 +382,19 @@ class Engine:
         state = self._decide_uncached(ctx, gpc, dnt, country)
         stored = ctx._stored
         pending_notice = stored is not None and stored.notice_version and not stored.decided
-        if not state.accepted_by_notice and not state.notice_shown and not pending_notice:
+        # Only what verified (or no cookie at all) is remembered: a key made of unverified,
+        # client-chosen values would let anyone fill the cache with garbage.
+        cacheable = (
+            (stored is not None or not raw)
+            and len(key[0]) <= 4096
+            and (country is None or len(country) <= 8)
+        )
+        if (
+            cacheable
+            and not state.accepted_by_notice
+            and not state.notice_shown
+            and not pending_notice
+        ):
             valid_until = float("inf")
             if stored is not None and ctx._prefs_meta is not None:
                 valid_until = ctx._prefs_meta[2] + self.prefs_max_age
@@ -428,7 +455,16 @@ class Engine:
                 return None
             return _detached(meta[0])
 
-        return Jar("prefs", self.names.prefs, load, reserved=400)
+        name = self.names.prefs
+
+        def measure(data: Mapping[str, Any]) -> int:
+            stored = ctx.stored()
+            payload = stored.to_payload() if stored is not None else {}
+            if data:
+                payload["p"] = dict(data)
+            return self._overhead[name] + self.prefs_signer.signed_size(payload)
+
+        return Jar("prefs", name, load, measure=measure)
 
     def _load_jar(
         self, ctx: RequestContext, name: str, signer: ValueSigner, max_age: float
@@ -469,7 +505,14 @@ class Engine:
                 jar.modified = True  # re-sign: newest key, fresh timestamp
             return sid
 
-        jar = SessionJar(self.names.session, load, load_id, new_id)
+        name = self.names.session
+
+        def measure(data: Mapping[str, Any]) -> int:
+            sid = jar._id or "x" * 22  # an id of the length new_id() gives
+            payload = {"sid": sid, "d": dict(data)}
+            return self._overhead[name] + self.session_signer.signed_size(payload)
+
+        jar = SessionJar(name, load, load_id, new_id, measure=measure)
         return jar
 
     def cart_jar(self, ctx: RequestContext) -> Jar:
@@ -481,7 +524,12 @@ class Engine:
                 jar.modified = True  # signed with an older key: re-sign
             return _detached(found[0].get("d", {}))
 
-        jar = Jar("cart", self.names.cart, load)
+        name = self.names.cart
+
+        def measure(data: Mapping[str, Any]) -> int:
+            return self._overhead[name] + self.cart_signer.signed_size({"d": dict(data)})
+
+        jar = Jar("cart", name, load, measure=measure)
         return jar
 
     # ------------------------------------------------------------------ visitor
@@ -645,7 +693,9 @@ class Engine:
         out: list[CookieSpec] = []
         writer = self.writer
         state = ctx._consent
-        if state is not None and state.notice_shown:
+        # The notice counts as shown only where a banner was really put on the page: a
+        # redirect, an API answer or an image that merely computed the state shows nothing.
+        if state is not None and state.notice_shown and ctx.notice_rendered:
             stored = ctx.stored()
             if stored is None or stored.notice_version != self.config.policy.version:
                 from dataclasses import replace
@@ -736,6 +786,7 @@ class Engine:
         out, dependent = self.filter_headers(ctx, headers)
         if self.tracking.page_visits or self.config.tracking.actions:
             self._track_response(ctx, status, out, form)
+        self._sweep_ungranted(ctx)
         # Before our cookies are written: what the UI injects may start the session (the
         # banner's CSRF token) and may depend on consent (read here, so marked private below).
         self.ui.prepare(ctx, status, out)
@@ -748,7 +799,9 @@ class Engine:
             self.counters["jar_overflow"].incr()
             log.error("consentmw: a cookie jar could not be written: %s", exc)
             ours = []
-        if dependent or ctx._consent_read:
+        # A response carrying one of our cookies is this visitor's alone, whatever the
+        # application said about caching it.
+        if dependent or ctx._consent_read or ours:
             mark_private(out)
         return Outcome(out, ours)
 
@@ -1076,7 +1129,9 @@ class Engine:
                 ep.Problem(403, "the form expired; reload the page and choose again"),
                 parsed.wants_json,
             )
-        result = self.apply_decision(ctx, parsed.choice, parsed.purposes)
+        result = self.apply_decision(
+            ctx, parsed.choice, parsed.purposes, back_to=ep.safe_next(parsed.next)
+        )
         if result is not None:
             return self.refuse(ctx, result, parsed.wants_json)
         if parsed.wants_json:
@@ -1085,11 +1140,17 @@ class Engine:
         return ep.Response.redirect(ep.safe_next(parsed.next))
 
     def apply_decision(
-        self, ctx: RequestContext, choice: str, purposes: Iterable[str]
+        self,
+        ctx: RequestContext,
+        choice: str,
+        purposes: Iterable[str],
+        *,
+        back_to: str | None = None,
     ) -> ep.Problem | None:
         """Store a decision: consent log first, then the cookie, the expiry of withdrawn
         purposes' cookies and the ``consent`` event. A :class:`Problem` (503) when an
-        acceptance could not be logged."""
+        acceptance could not be logged. ``back_to``: the page the decision was made on
+        (its path gives more places withdrawn cookies may have been set for)."""
         previous = ctx.stored()
         new, mechanism = apply_choice(self.config, choice, purposes, previous=previous, now=ctx.now)
         accepts = bool(new.granted - self.config.required)
@@ -1100,13 +1161,29 @@ class Engine:
         # cookies scripts set before the first choice) is expired in this response.
         ungranted = self.config.purpose_ids - new.granted
         if ungranted:
-            self._expire_withdrawn(ctx, frozenset(ungranted))
+            self._expire_withdrawn(ctx, frozenset(ungranted), back_to)
         return None
 
-    def _expire_withdrawn(self, ctx: RequestContext, withdrawn: frozenset[str]) -> None:
+    def _sweep_ungranted(self, ctx: RequestContext) -> None:
+        """Expire cookies of ungranted purposes the browser still sends (set by a script
+        before a withdrawal, or for a path the withdrawal response could not reach). A
+        regular expression over the ``Cookie`` header finds out first, cheaply, whether any
+        declared cookie is there at all."""
+        finder = self._declared_finder
+        header = ctx.environ.get("HTTP_COOKIE")
+        if finder is None or not header or finder.search(header) is None:
+            return
+        ungranted = self._optional - ctx.state().granted
+        if ungranted:
+            self._expire_withdrawn(ctx, ungranted)
+
+    def _expire_withdrawn(
+        self, ctx: RequestContext, withdrawn: frozenset[str], back_to: str | None = None
+    ) -> None:
         environ = ctx.environ
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
         domains = parent_domains(host, self.config.cookie_settings.domain)
+        paths = path_ancestors(str(environ.get("PATH_INFO", "/")), back_to or "/")
         seen: set[str] = set()
         for name, _ in split_cookie_header(environ.get("HTTP_COOKIE")):
             if name in seen or name in self._reserved:
@@ -1114,7 +1191,7 @@ class Engine:
             rule = self._rule_for(name)
             if rule is not None and rule.purpose in withdrawn:
                 seen.add(name)
-                ctx.extra_set_cookies.extend(self.writer.foreign_deletions(name, domains))
+                ctx.extra_set_cookies.extend(self.writer.foreign_deletions(name, domains, paths))
 
     # ------------------------------------------------------------------ template helpers
 
@@ -1125,6 +1202,7 @@ class Engine:
         _placed(ctx).add("banner")
         if ctx.consent.decided:  # reading it makes the page vary by cookie
             return ""
+        ctx.notice_rendered = True
         return self._markup(ctx, banner=True)
 
     def settings_link_markup(self, ctx: RequestContext) -> str:
@@ -1224,6 +1302,21 @@ def _most_restrictive(
     )
     assert base[0] is not None
     return replace(base[0], granted=granted), base[1]
+
+
+def _declared_finder(rules: Sequence[Any]) -> re.Pattern[str] | None:
+    """One expression that finds any of these cookie rules' names in a ``Cookie`` header."""
+    if not rules:
+        return None
+    alternatives = []
+    for rule in rules:
+        if rule.match == "exact":
+            alternatives.append(re.escape(rule.name) + r"[ \t]*=")
+        elif rule.match == "prefix":
+            alternatives.append(re.escape(rule.name) + r"[^=;]*=")
+        else:
+            alternatives.append(f"(?:{rule.name})" + r"[ \t]*=")
+    return re.compile(r"(?:^|;)[ \t]*(?:" + "|".join(alternatives) + ")")
 
 
 def _detached(data: Mapping[str, Any]) -> dict[str, Any]:

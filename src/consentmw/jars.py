@@ -18,16 +18,24 @@ from .errors import JarOverflowError
 
 __all__ = ["COOKIE_LIMIT", "Jar", "SessionJar"]
 
-#: Bytes a browser keeps for one cookie's name and value together.
-COOKIE_LIMIT = 4096
+#: Bytes one ``Set-Cookie`` line may take, attributes included: RFC 6265 §6.1 counts name,
+#: value and attributes towards the 4096 bytes a browser must keep, and werkzeug warns
+#: above 4093.
+COOKIE_LIMIT = 4093
 
 # Base64 grows the JSON by 4/3; the timestamp and the HMAC-SHA256 signature add ~53 bytes.
 _SIGNATURE_OVERHEAD = 60
 
 
-def _encoded_size(name: str, data: Mapping[str, Any]) -> int:
+def _estimated_size(name: str, data: Mapping[str, Any]) -> int:
+    """An upper estimate of ``name=value`` for a jar that is not told its exact measure."""
     raw = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
     return len(name) + 1 + (len(raw) * 4 + 2) // 3 + _SIGNATURE_OVERHEAD
+
+
+#: ``measure(data)`` gives the exact size in bytes of the ``name=value`` a jar holding
+#: ``data`` becomes (the engine knows the wrapper, the signer and the other contents).
+Measure = Callable[[Mapping[str, Any]], int]
 
 
 class Jar(MutableMapping[str, Any]):
@@ -36,7 +44,7 @@ class Jar(MutableMapping[str, Any]):
     ``loader`` returns the verified contents (or ``None``) and is called on first use.
     """
 
-    __slots__ = ("_data", "_label", "_loaded", "_loader", "_name", "_reserved", "modified")
+    __slots__ = ("_data", "_label", "_loaded", "_loader", "_measure", "_name", "modified")
 
     def __init__(
         self,
@@ -44,13 +52,13 @@ class Jar(MutableMapping[str, Any]):
         cookie_name: str,
         loader: Callable[[], Mapping[str, Any] | None],
         *,
-        reserved: int = 0,
+        measure: Measure | None = None,
     ) -> None:
         self._label = label
         self._name = cookie_name
         self._loader = loader
         self._loaded = False
-        self._reserved = reserved  # bytes other parts of the same cookie already use
+        self._measure = measure
         self._data: dict[str, Any] = {}
         self.modified = False
 
@@ -81,7 +89,10 @@ class Jar(MutableMapping[str, Any]):
 
     def _check(self, candidate: Mapping[str, Any]) -> None:
         try:
-            size = _encoded_size(self._name, candidate) + self._reserved
+            if self._measure is not None:
+                size = self._measure(candidate)
+            else:
+                size = _estimated_size(self._name, candidate)
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"ctx.{self._label} holds JSON values only (str, int, float, bool, None, "
@@ -129,8 +140,10 @@ class SessionJar(Jar):
         loader: Callable[[], Mapping[str, Any] | None],
         id_loader: Callable[[], str | None],
         new_id: Callable[[], str],
+        *,
+        measure: Measure | None = None,
     ) -> None:
-        super().__init__("session", cookie_name, loader, reserved=30)
+        super().__init__("session", cookie_name, loader, measure=measure)
         self._id_loader = id_loader
         self._id: str | None = None
         self._new_id = new_id

@@ -83,6 +83,16 @@ def test_set_cookie_name(value: str, name: str) -> None:
         ),
         pytest.param("a=1", False, id="plain"),
         pytest.param("a=1; Expires=garbage", False, id="bad-date"),
+        pytest.param("a=x; Max-Age=0; Max-Age=31536000", False, id="last-max-age-wins"),
+        pytest.param("a=x; Max-Age=-1; Max-Age=31536000", False, id="last-max-age-wins-neg"),
+        pytest.param("a=x; Max-Age=31536000; Max-Age=0", True, id="last-max-age-deletes"),
+        pytest.param("a=x; Max-Age=0; Max-Age=soon", True, id="invalid-max-age-ignored"),
+        pytest.param("a=x; Max-Age=abc", False, id="only-invalid-max-age"),
+        pytest.param(
+            "a=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Expires=Thu, 01 Jan 2099 00:00:00 GMT",
+            False,
+            id="last-expires-wins",
+        ),
     ],
 )
 def test_is_deletion(value: str, deleted: bool) -> None:

@@ -88,6 +88,13 @@ def test_djangos_cookies_are_necessary(engine: Any) -> None:
     assert c.get("/session/", **OPT_IN).content == b"2"  # the session works
 
 
+def test_a_raw_set_cookie_header_is_filtered_too(engine: Any) -> None:
+    c = client()
+    answer = c.get("/raw-header/", **OPT_IN)
+    assert answer.status_code == 200 and not answer.has_header("Set-Cookie")
+    assert "tracker" not in answer.cookies
+
+
 def test_cookie_names_come_from_the_settings(
     django_consent: Callable[..., Any], tmp_path: Path
 ) -> None:

@@ -125,6 +125,11 @@ class ConsentMiddleware:
         for key, text in morsels:
             if text not in kept:
                 del response.cookies[key]
+        # A view may also set the header itself (response["Set-Cookie"] = ...): the same
+        # filter applies to it.
+        raw = response.get("Set-Cookie")
+        if raw is not None and raw not in kept:
+            del response["Set-Cookie"]
         _set_headers(
             response,
             [(k, v) for k, v in outcome.headers if k.lower() != "set-cookie"],

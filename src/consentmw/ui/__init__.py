@@ -444,6 +444,7 @@ class UI:
                 body.append(render.settings_link(f"{self.mount}/preferences", texts))
             if show_banner:
                 body.append(self._banner(ctx, texts, nonce))
+                ctx.notice_rendered = True
         if not head and not body and not gating:
             return
         environ[PLAN_KEY] = InjectionPlan(

@@ -11,6 +11,7 @@ urlpatterns = [
     path("session/", views.session),
     path("language/", views.language),
     path("undeclared/", views.undeclared),
+    path("raw-header/", views.raw_header),
     path("stream/", views.stream),
     path("tags/", views.tags),
     path("record/", views.record),

@@ -56,6 +56,12 @@ def undeclared(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def raw_header(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse("ok", content_type="text/plain")
+    response["Set-Cookie"] = request.GET.get("cookie", "tracker=1; Path=/; Max-Age=31536000")
+    return response
+
+
 def stream(request: HttpRequest) -> StreamingHttpResponse:
     produced: list[int] = []
     request.META["test.produced"] = produced
