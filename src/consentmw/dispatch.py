@@ -23,6 +23,7 @@ events are flushed with a deadline.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import itertools
 import logging
 import os
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import SinkError
-from .events import Event, RequestFacts, TimestampFormatter, new_event_ids
+from .events import Event, RequestFacts, TimestampFormatter, format_ts, new_event_ids
 from .sinks import Sink
 from .spool import Spool
 
@@ -97,6 +98,12 @@ _RETRYABLE_ERRORS = (OSError, TimeoutError, ConnectionError)
 
 #: How long the router waits for room in a sink's full backlog before spooling the batch.
 _BACKLOG_WAIT = 0.5
+
+
+def _digest(identifier: str) -> bytes:
+    return hashlib.blake2b(
+        identifier.lower().encode("utf-8", "surrogatepass"), digest_size=16
+    ).digest()
 
 
 def safe_url(url: str) -> str:
@@ -247,7 +254,16 @@ class _Writer:
             if owner.stopping.is_set() and not self.batches:
                 return
 
-    def _write(self, events: Sequence[Event]) -> None:
+    def _write(self, events: Sequence[Event]) -> int:
+        """Write ``events`` (less any erased since they were queued); how many went in."""
+        owner = self.owner
+        if owner._forgotten:
+            kept = [e for e in events if not owner.forgotten(e)]
+            if len(kept) != len(events):
+                owner.dropped("erased", len(events) - len(kept))
+                events = kept
+            if not events:
+                return 0
         try:
             self.sink.write(events)
         except SinkError:
@@ -260,12 +276,13 @@ class _Writer:
             self.healthy = False
             raise SinkError(f"{type(exc).__name__}: {exc}", retryable=False) from exc
         self.healthy = True
+        return len(events)
 
     def _deliver(self, batch: list[Event], *, final: bool) -> None:
         attempts = 1 if final else self.owner.max_retries + 1
         for attempt in range(attempts):
             try:
-                self._write(batch)
+                written = self._write(batch)
             except SinkError as exc:
                 self.last_error = str(exc)[:200]
                 if not exc.retryable:
@@ -277,7 +294,7 @@ class _Writer:
                     if self.owner.stopping.wait(self.owner.backoff(attempt)):
                         break
                 continue
-            self._ok(len(batch))
+            self._ok(written)
             return
         self._spool(batch, "sink down")
         self._mark_down()
@@ -308,7 +325,7 @@ class _Writer:
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
             try:
-                self._write(half)
+                written = self._write(half)
             except SinkError as exc:
                 if exc.retryable:
                     self._spool(half, "sink down")
@@ -316,7 +333,7 @@ class _Writer:
                 else:
                     self._isolate(half, str(exc))
                 continue
-            self._ok(len(half))
+            self._ok(written)
 
     def _spool(self, batch: Sequence[Event], reason: str) -> None:
         try:
@@ -343,7 +360,7 @@ class _Writer:
                 return
             events = [e for _, e in rows]
             try:
-                self._write(events)
+                written = self._write(events)
             except SinkError as exc:
                 self.last_error = str(exc)[:200]
                 if exc.retryable:
@@ -353,10 +370,10 @@ class _Writer:
                 spool.ack([s for s, _ in rows])
                 continue
             spool.ack([s for s, _ in rows])
-            self.replayed += len(rows)
-            self.owner.replayed.add(len(rows))
-            self.written += len(rows)
-            self.owner.written.add(len(rows))
+            self.replayed += written
+            self.owner.replayed.add(written)
+            self.written += written
+            self.owner.written.add(written)
             if final or self.batches:
                 # Let fresh batches through between replay chunks; come back at once.
                 self.next_probe = 0.0
@@ -414,6 +431,9 @@ class Dispatcher:
         self._redact = redact
         self._rng = rng
         self._closed = False
+        # Erased identifiers (digests) and when: events about them collected up to then are
+        # not written any more.
+        self._forgotten: dict[bytes, str] = {}
         self._init_state()
         ref = weakref.ref(self)
 
@@ -546,13 +566,16 @@ class Dispatcher:
                 while queue:
                     n = min(len(queue), self.batch_size)
                     items = [queue.popleft() for _ in range(n)]
-                    events = self._prepare(items)
+                    try:
+                        events = self._prepare(items)
+                    except Exception:
+                        # Not one event of the batch could be built: each is counted.
+                        log.exception("consentmw could not prepare a batch of events")
+                        self.dropped("prepare_failed", len(items))
+                        continue
                     if events:
                         for writer in self._writers:
                             writer.submit(events)
-            except Exception:
-                log.exception("consentmw could not prepare a batch of events")
-                self.dropped("prepare_failed")
             finally:
                 self._routing = False
                 self.progress()
@@ -741,6 +764,32 @@ class Dispatcher:
             "spool_rows": spool_rows,
             "sinks": {w.name: w.stats() for w in self._writers},
         }
+
+    def forget(self, identifiers: Iterable[str], *, until: str | None = None) -> None:
+        """Drop events about these identifiers (visitor ids, e-mail addresses) collected up
+        to ``until`` (an ISO timestamp, default now) when they would be written, in this
+        process: still queued, in a writer's hands or in the spool (counted as
+        ``dropped["erased"]``). An erasure calls it first, so nothing collected before it
+        lands after the sinks were cleared; what the visitor does afterwards, with consent,
+        is recorded as usual. Only digests of the identifiers are kept."""
+        stamp = until or format_ts(time.time())
+        forgotten = dict(self._forgotten)
+        for identifier in identifiers:
+            if identifier:
+                forgotten[_digest(identifier)] = stamp
+        self._forgotten = forgotten
+
+    def forgotten(self, event: Event) -> bool:
+        """Was ``event`` collected before an erasure of its visitor id or e-mail address?"""
+        forgotten = self._forgotten
+        if not forgotten:
+            return False
+        for identifier in (event.visitor_id, event.email):
+            if identifier is not None:
+                until = forgotten.get(_digest(identifier))
+                if until is not None and event.ts <= until:
+                    return True
+        return False
 
     def erase_pending(self, match: Callable[[Event], bool]) -> int:
         """Remove queued events (already prepared, waiting for a writer) that ``match``."""

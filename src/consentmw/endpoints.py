@@ -87,9 +87,10 @@ class Response:
         return cls(303, [("Location", location), ("Cache-Control", "no-store")], b"")
 
     def finalize(self) -> list[tuple[str, str]]:
-        """The headers with ``Content-Length`` set."""
+        """The headers with ``Content-Length`` set (none on 204 and 304, RFC 9110 §8.6)."""
         headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(self.body))))
+        if self.status not in (204, 304):
+            headers.append(("Content-Length", str(len(self.body))))
         return headers
 
 

@@ -134,6 +134,10 @@ class ValueSigner:
         signature = _b64encode(hmac.new(self._keys[0], signed, hashlib.sha256).digest())
         return (signed + b"." + signature).decode("ascii")
 
+    def clear_cache(self) -> None:
+        """Forget every verified value (after an erasure: the payloads hold identifiers)."""
+        self._cache.clear()
+
     def signed_size(self, payload: Mapping[str, Any]) -> int:
         """The length :meth:`dumps` gives for ``payload`` now, without signing it."""
         body = dict(payload)

@@ -90,3 +90,11 @@ def test_relay_needs_a_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     path.write_text(SAMPLE)
     assert main(["relay", "--config", str(path), "--once"]) == 2
     assert "--from" in capsys.readouterr().err
+
+
+def test_tables_never_carry_terminal_escapes() -> None:
+    from consentmw.cli import format_table
+
+    table = format_table(["path", "n"], [["/x\x1b]0;pwned\x07\x1b[2J\x9b", 6]])
+    assert "\x1b" not in table and "\x07" not in table and "\x9b" not in table
+    assert "\\x1b]0;pwned\\x07" in table

@@ -229,3 +229,66 @@ def test_redaction_failure_never_writes_the_event(make: Any) -> None:
     assert d.flush(5)
     assert sorted(e.props["n"] for e in sink.events) == [0, 1, 2, 4]
     assert d.stats()["dead_lettered"] == 1
+
+
+def test_forgotten_identifiers_are_never_written(make: Any, tmp_path: Any) -> None:
+    sink = FlakySink()
+    sink.gate = threading.Event()
+    spool = Spool(tmp_path / "spool.db")
+    d = make(sink, batch_size=4, spool=spool)
+    other = RequestInfo(
+        policy_version="1",
+        purposes=("analytics",),
+        aggregate=False,
+        visitor_id="v2",
+        session_id="s2",
+        method="GET",
+        path="/",
+        referrer=None,
+        email="Ann@Example.test",
+        facts=None,
+    )
+    for n in range(8):
+        d.enqueue(item(n))
+        d.enqueue(("action", f"b{n}", 1_800_000_000.0 + n, {"n": n}, other, None))
+    assert sink.entered.wait(5)  # a batch is in the writer's hands, blocked
+    later = "2100-01-01T00:00:00.000000Z"  # after every item's timestamp
+    d.forget(["v1"], until=later)
+    d.forget(["ann@example.test"], until=later)
+    sink.gate.set()
+    assert d.flush(5)
+    # Only the batch already inside the sink's write went in (an erasure waits for it and
+    # then clears the sinks); everything after was dropped.
+    stats = d.stats()
+    assert len(sink.events) == stats["written"] <= 4
+    assert stats["written"] + stats["dropped"]["erased"] == 16
+
+
+def test_forgotten_identifiers_are_dropped_from_the_spool_replay(make: Any, tmp_path: Any) -> None:
+    sink = FlakySink()
+    sink.down = True
+    spool = Spool(tmp_path / "spool.db")
+    d = make(sink, batch_size=10, spool=spool, max_retries=0)
+    for n in range(10):
+        d.enqueue(item(n))
+    assert d.flush(5) and spool.count() == 10
+    d.forget(["v1"], until="2100-01-01T00:00:00.000000Z")
+    sink.down = False
+    deadline = time.monotonic() + 5
+    while spool.count() and time.monotonic() < deadline:
+        with d._writers[0].cond:
+            d._writers[0].cond.notify()
+        time.sleep(0.02)
+    assert spool.count() == 0 and sink.events == []
+    assert d.stats()["replayed"] == 0 and d.stats()["dropped"]["erased"] == 10
+
+
+def test_what_a_visitor_does_after_an_erasure_is_recorded(make: Any) -> None:
+    sink = MemorySink()
+    d = make(sink)
+    d.forget(["v1"], until="2027-01-15T08:00:04.000000Z")
+    for n in range(10):  # timestamps 08:00:00 … 08:00:09
+        d.enqueue(item(n))
+    assert d.flush(5)
+    assert [e.props["n"] for e in sink.events] == [5, 6, 7, 8, 9]
+    assert d.stats()["dropped"]["erased"] == 5

@@ -148,6 +148,7 @@ def test_assets(make_site: Callable[..., Site], name: str, content_type: str) ->
     again = site.get(url, headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.get_data() == b""
+    assert "Content-Length" not in again.headers  # RFC 9110 §8.6
 
 
 @pytest.mark.parametrize(

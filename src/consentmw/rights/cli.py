@@ -129,9 +129,12 @@ def _erase(args: argparse.Namespace) -> int:
         first = rights.erase(subject, on_identifier=bar.step)
         bar.done()
         removed = first.total
+        complete = first.complete
         if _pause(rights, args.wait):
             # The identifiers found before: the events that linked them are gone now.
-            removed += rights.erase(subject).total
+            second = rights.erase(subject)
+            removed += second.total
+            complete = second.complete
     for name in first.not_erasable:
         err(f"consentmw: warning: {name} cannot erase; remove the subject's events there")
     err(
@@ -139,6 +142,9 @@ def _erase(args: argparse.Namespace) -> int:
         f"kept {first.consent_records_kept} pseudonymous consent record(s)"
         + (f" and the opt-out ({', '.join(first.suppressed)})" if first.suppressed else "")
     )
+    if not complete:
+        err("consentmw: the erasure may be incomplete (see the warnings); run it again")
+        return EXIT_NO
     return EXIT_OK
 
 

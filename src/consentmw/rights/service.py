@@ -103,7 +103,9 @@ class Erasure:
     letters removed; ``pending``: events removed from the dispatcher's queues;
     ``consent_records_kept``: the subject's consent-log records left in place;
     ``suppressed``: channels on which a suppression entry stays; ``not_erasable``: sinks that
-    hold events but cannot erase (their data must be removed by other means).
+    hold events but cannot erase (their data must be removed by other means); ``complete``:
+    false when a sink could not erase or a batch was still being written when the time ran
+    out (it may land after the erasure: erase again).
     """
 
     subject: Subject
@@ -113,6 +115,7 @@ class Erasure:
     consent_records_kept: int = 0
     suppressed: tuple[str, ...] = ()
     not_erasable: tuple[str, ...] = ()
+    complete: bool = True
 
     @property
     def total(self) -> int:
@@ -291,9 +294,12 @@ class Rights:
         )
         return float(dc.flush_interval_ms + backoff) / 1000.0 + 1.0
 
-    def _settle(self, timeout: float) -> None:
+    def _settle(self, timeout: float) -> bool:
+        """Wait for what the dispatcher holds to be written; ``False`` if it did not settle."""
         if self._dispatcher is not None and not self._dispatcher.flush(timeout):
             log.warning("consentmw rights: the dispatcher did not settle in %.1fs", timeout)
+            return False
+        return True
 
     def _digests(self, subject: Subject) -> list[str]:
         pepper = self.store.pepper()
@@ -372,7 +378,11 @@ class Rights:
         module docstring for what stays). ``on_identifier`` is called after each identifier
         is done (a progress bar)."""
         resolved = self.resolve(subject) if isinstance(subject, str) else subject
-        self._settle(settle_timeout)
+        if self._dispatcher is not None:
+            # Nothing collected up to now about the subject is written any more by this
+            # process, whether it is still queued, in a writer's hands or spooled.
+            self._dispatcher.forget(resolved.identifiers)
+        settled = self._settle(settle_timeout)
         counts: dict[str, int] = {}
         spooled = 0
         not_erasable: list[str] = []
@@ -407,6 +417,7 @@ class Rights:
             consent_records_kept=kept,
             suppressed=tuple(suppressed),
             not_erasable=tuple(not_erasable),
+            complete=settled and not not_erasable,
         )
 
     def _forget_cached(self, subject: Subject) -> None:
@@ -420,6 +431,9 @@ class Rights:
             (engine._prefs_cache, 0),
             (engine._state_cache, 1),
         ]
+        # The signers remember verified cookies too (payloads with the visitor id).
+        for signer in (engine.prefs_signer, engine.session_signer, engine.cart_signer):
+            signer.clear_cache()
         for cache, at in caches:
             for key, value in cache.copy().items():
                 stored: StoredConsent | None = value[at]
