@@ -78,11 +78,14 @@ def session_cookie(mw: ConsentMiddleware) -> str:
 
 
 def environ_for(
-    cookie: str | None, path: str = "/page", session: str | None = None
+    cookie: str | None, path: str = "/page", session: str | None = None, *, ga: bool = True
 ) -> dict[str, Any]:
+    """``ga``: the browser still sends the analytics cookie (``_ga_X``), as it does once the
+    visitor granted analytics; after a refusal consentmw expires it, and a browser stops
+    sending it."""
     headers = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"}
     if cookie is not None:
-        headers["Cookie"] = f"_ga_X=1; cmw_prefs={cookie}; other=2"
+        headers["Cookie"] = f"{'_ga_X=1; ' if ga else ''}cmw_prefs={cookie}; other=2"
         if session is not None:
             headers["Cookie"] += f"; cmw_session={session}"
     env: dict[str, Any] = EnvironBuilder(path=path, headers=headers).get_environ()
