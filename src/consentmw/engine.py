@@ -172,6 +172,9 @@ class Engine:
         self._declared_finder = _declared_finder(
             [r for r in config.cookies if r.purpose not in config.required]
         )
+        self._declared_hint = _declared_hint(
+            [r for r in config.cookies if r.purpose not in config.required]
+        )
         self._necessary = frozenset(extra_necessary_cookies)
         self.mount = config.site.mount
         self._gpc_key = "HTTP_SEC_GPC"
@@ -1171,10 +1174,13 @@ class Engine:
         declared cookie is there at all."""
         finder = self._declared_finder
         header = ctx.environ.get("HTTP_COOKIE")
-        if finder is None or not header or finder.search(header) is None:
+        if finder is None or not header:
             return
+        hint = self._declared_hint
+        if hint is not None and hint.search(header) is None:
+            return  # none of the names is even in the header
         ungranted = self._optional - ctx.state().granted
-        if ungranted:
+        if ungranted and finder.search(header) is not None:
             self._expire_withdrawn(ctx, ungranted)
 
     def _expire_withdrawn(
@@ -1317,6 +1323,16 @@ def _declared_finder(rules: Sequence[Any]) -> re.Pattern[str] | None:
         else:
             alternatives.append(f"(?:{rule.name})" + r"[ \t]*=")
     return re.compile(r"(?:^|;)[ \t]*(?:" + "|".join(alternatives) + ")")
+
+
+def _declared_hint(rules: Sequence[Any]) -> re.Pattern[str] | None:
+    """The rules' names as plain alternatives, when all are exact or prefix names: a header
+    with none of them anywhere cannot match :func:`_declared_finder`, and this finds that
+    out several times faster (the regular expression engine scans for the literals instead
+    of trying the anchored pattern at every position)."""
+    if not rules or any(rule.match not in ("exact", "prefix") for rule in rules):
+        return None
+    return re.compile("|".join(re.escape(rule.name) for rule in rules))
 
 
 def _detached(data: Mapping[str, Any]) -> dict[str, Any]:
