@@ -71,6 +71,26 @@ def test_each_tag_kind_follows_the_state(make_site: Callable[..., Site], state: 
         assert "src" not in iframe
 
 
+@pytest.mark.parametrize("size", [4096, None], ids=["chunks-4096", "whole"])
+def test_a_long_tag_does_not_turn_gating_off(
+    make_site: Callable[..., Site], size: int | None
+) -> None:
+    # A data: URI image longer than the injector holds back, then a gated tracker.
+    page = (
+        b'<!doctype html><html><head></head><body><img alt="" src="data:image/png;base64,'
+        + b"A" * 70_000
+        + b'"><script data-consent="analytics" src="https://tracker.example/ga.js"></script>'
+        b"</body></html>"
+    )
+    chunks = [page] if size is None else [page[i : i + size] for i in range(0, len(page), size)]
+    tags = Tags(make_site(html_app(chunks)).get("/").get_data(as_text=True))
+    tracker = [a for a in tags.find("script") if "tracker" in str(a.get("src", a.get("data-src")))]
+    assert len(tracker) == 1
+    assert gated(tracker[0])
+    assert "src" not in tracker[0]
+    assert str(tags.find("img")[0]["src"]).startswith("data:image/png;base64,AAAA")
+
+
 def test_gpc_turns_marketing_tags_off_again(make_site: Callable[..., Site]) -> None:
     tags = tags_for(make_site, "accepted", **{"Sec-GPC": "1"})
     assert gated(tags.find("img")[0])

@@ -3,7 +3,10 @@
 :class:`Injector` is fed the chunks of a response body and returns the rewritten chunks as
 they come. It never holds more than a short tail (a tag or a comment opener cut by a chunk
 boundary, at most :data:`MAX_PENDING` bytes), so a 20 MB page costs no more memory than a
-small one. It does three things, each at most once per document:
+small one. A tag longer than that (an ``<img>`` with a ``data:`` URI, a ``data-props`` JSON
+attribute) is streamed through a small tokenizer instead of being held: its bytes go out as
+they come, and scanning resumes after its ``>``. It does three things, each at most once per
+document:
 
 - after ``<head…>`` (or before the first other tag, when the document has no ``<head>``) it
   inserts ``head`` (the Consent Mode default);
@@ -13,7 +16,10 @@ small one. It does three things, each at most once per document:
   naming a purpose outside ``granted`` is neutralised: ``type`` becomes ``data-type`` and
   ``type="text/plain"`` is added (scripts), ``src``/``srcset``/``srcdoc`` become
   ``data-src``/``data-srcset``/``data-srcdoc``. Nothing else in the tag changes, byte for
-  byte, so the banner script can undo exactly this.
+  byte, so the banner script can undo exactly this. A gated tag longer than
+  :data:`MAX_PENDING` is rewritten as it streams, attribute by attribute, and fails closed:
+  an attribute to rename that comes before the ``data-consent`` deciding it is renamed
+  anyway (except an ``<img>`` ``src`` that is a ``data:`` URI, which fetches nothing).
 
 The tokenising follows the HTML standard where it matters for finding those places: quoted
 attribute values (``>`` inside them does not end a tag), comments, and the raw-text elements
@@ -34,7 +40,7 @@ from collections.abc import Iterable, Iterator
 __all__ = ["MAX_PENDING", "GatedBody", "Injector", "gate_tag"]
 
 #: Longest tag (or comment opener) kept back while waiting for its end. A longer one is
-#: hostile or broken; the rest of the body is then copied through unchanged.
+#: streamed through :class:`_LongTag` instead, so memory stays bounded and gating goes on.
 MAX_PENDING = 64 * 1024
 
 _WS = b"\t\n\f\r "
@@ -80,6 +86,7 @@ _RENAMED = {
     b"img": frozenset((b"src", b"srcset")),
 }
 _PURPOSE_SPLIT = re.compile(r"[\s,]+")
+_INERT = b' type="text/plain"'
 
 
 def _anycase(name: bytes) -> bytes:
@@ -133,6 +140,12 @@ def _attr_value(raw: bytes | None) -> str:
     return html.unescape(raw.decode("latin-1"))
 
 
+def _allowed(consent: str, granted: frozenset[str]) -> bool:
+    """Whether a ``data-consent`` value names only granted purposes (and at least one)."""
+    wanted = {p for p in _PURPOSE_SPLIT.split(consent.strip().lower()) if p}
+    return bool(wanted) and wanted <= granted
+
+
 def gate_tag(name: bytes, attrs: bytes, granted: frozenset[str]) -> bytes | None:
     """The rewritten attribute text of a gated start tag, or ``None`` when the tag is not
     gated or its purposes are all granted.
@@ -161,16 +174,13 @@ def gate_tag(name: bytes, attrs: bytes, granted: frozenset[str]) -> bytes | None
         value = m.group("value")
         if lname == b"data-consent" and consent is None:
             consent = _attr_value(value)
-        elif lname == b"type":
+        elif lname == b"type" and name == b"script":
             if not has_type and _attr_value(value).strip().lower() == "text/plain":
                 return None  # already inert: the page gates it itself
             has_type = True
         found.append((m.start(), m.end(), lname, value))
         pos = m.end()
-    if consent is None:
-        return None
-    wanted = {p for p in _PURPOSE_SPLIT.split(consent.strip().lower()) if p}
-    if wanted and wanted <= granted:
+    if consent is None or _allowed(consent, granted):
         return None
     renamed = _RENAMED[name]
     out = bytearray()
@@ -182,8 +192,296 @@ def gate_tag(name: bytes, attrs: bytes, granted: frozenset[str]) -> bytes | None
             last = start
     out += attrs[last:]
     if name == b"script":
-        out += b' type="text/plain"'
+        if found[-1][3] == b"":
+            # "<script … a=>": a browser would read the next attribute as a's value.
+            out += b'""'
+        out += _INERT
     return bytes(out)
+
+
+# Where the tokenizer can be inside a long tag (HTML standard, "tag name state" to "after
+# attribute value (quoted) state"), keeping only what decides where the tag ends and which
+# attribute a byte belongs to: "self-closing start tag" and "after attribute value (quoted)"
+# act like "before attribute name" on every byte that matters here.
+_IN_TAG_NAME = 0
+_IN_BEFORE_ATTR = 1
+_IN_ATTR_NAME = 2
+_IN_AFTER_ATTR = 3
+_IN_BEFORE_VALUE = 4
+_IN_DOUBLE = 5
+_IN_SINGLE = 6
+_IN_UNQUOTED = 7
+_IN_BOGUS = 8  # "<!…", "<?…", "</" and no letter: a bogus comment, which ends at the first ">"
+#: The byte ending a run in the states that consume runs.
+_STOP = {
+    _IN_TAG_NAME: re.compile(rb"[\t\n\f\r />]"),
+    _IN_ATTR_NAME: re.compile(rb"[\t\n\f\r />=]"),
+    _IN_DOUBLE: re.compile(rb'"'),
+    _IN_SINGLE: re.compile(rb"'"),
+    _IN_UNQUOTED: re.compile(rb"[\t\n\f\r >]"),
+    _IN_BOGUS: re.compile(rb">"),
+}
+#: The next byte that is not skipped in the states that skip whitespace (and "/").
+_SKIP = {
+    _IN_BEFORE_ATTR: re.compile(rb"[^\t\n\f\r /]"),
+    _IN_AFTER_ATTR: re.compile(rb"[^\t\n\f\r ]"),
+    _IN_BEFORE_VALUE: re.compile(rb"[^\t\n\f\r ]"),
+}
+#: The start of a start or end tag: "/" (end tag) and the name.
+_OPEN = re.compile(rb"<(/?)([A-Za-z][^\t\n\f\r />]*)")
+# A long gated tag is decided attribute by attribute; whether it is gated at all depends on
+# its data-consent, which may come after the attributes to rename. _UNDECIDED: not seen yet.
+_PASS = 0
+_UNDECIDED = 1
+_GATE = 2
+#: How far after the start of an attribute to rename we may hold bytes back before deciding
+#: (to read an <img> src's first bytes: is it a data: URI?). Past it, it is renamed.
+_LOOKAHEAD = 256
+#: Longest data-consent value read; a longer one is treated as naming ungranted purposes.
+_CONSENT_MAX = 1024
+_NAME_MAX = 16  # longer attribute names are none of those we look for
+
+
+class _LongTag:
+    """One tag longer than the injector holds back, tokenized as it streams through.
+
+    For a tag that is not gated this only finds the tag's end; its bytes are copied as they
+    come. For a gated tag (``watch``) it also applies the rewrite of :func:`gate_tag`, one
+    attribute at a time: the bytes of an attribute to rename (``src``, ``type``…) are held
+    until its name is complete, then go out with or without ``data-``. When the tag's
+    ``data-consent`` has not been seen yet at that moment, the tag is gated (fail closed:
+    its data-consent may well follow), except for an ``<img src>`` whose value is a
+    ``data:`` URI, which fetches nothing and is let through. A gated ``<script>`` gets
+    ``type="text/plain"`` before its ``>``.
+
+    The decisions depend on the tag's bytes only, never on where chunks were cut.
+    """
+
+    __slots__ = (
+        "_attr",
+        "_emitted",
+        "_granted",
+        "_mark",
+        "_out",
+        "_renamed",
+        "_src",
+        "_value",
+        "_view",
+        "end_tag",
+        "name",
+        "state",
+        "status",
+    )
+
+    def __init__(
+        self,
+        name: bytes | None,
+        *,
+        end_tag: bool = False,
+        bogus: bool = False,
+        watch: bool = False,
+        granted: frozenset[str] = frozenset(),
+    ) -> None:
+        self.name = name  # lower case; None for a bogus comment or a name cut by the limit
+        self.end_tag = end_tag
+        self.state = _IN_BOGUS if bogus else _IN_TAG_NAME
+        self.status = _UNDECIDED if watch and name in _RENAMED else _PASS
+        self._granted = granted
+        self._renamed = _RENAMED[name] if self.status == _UNDECIDED and name else frozenset()
+        self._attr = bytearray()  # the current attribute's name, lower case, capped
+        self._value: bytearray | None = None  # the current value, when it decides something
+        self._src = False  # an <img src> waiting for the first bytes of its value
+        self._mark = -1  # where the attribute being held starts in the current data
+        self._out: list[bytes | memoryview] = []
+        self._view = memoryview(b"")
+        self._emitted = 0
+
+    def scan(
+        self, data: bytes, pos: int, out: list[bytes | memoryview], emitted: int, *, final: bool
+    ) -> tuple[int, int, bool]:
+        """Tokenize ``data[pos:]``, appending output up to ``emitted`` to ``out``.
+
+        Returns ``(pos, emitted, done)``: ``done`` with ``pos`` just after the tag's ``>``,
+        or not done with ``pos`` where bytes are held back (``len(data)`` when none are).
+        """
+        self._out = out
+        self._view = memoryview(data)
+        self._emitted = emitted
+        try:
+            pos, done = self._run(data, pos, final=final)
+            return pos, self._emitted, done
+        finally:
+            self._out = []
+            self._view = memoryview(b"")
+
+    def _run(self, data: bytes, pos: int, *, final: bool) -> tuple[int, bool]:
+        n = len(data)
+        while pos < n:
+            state = self.state
+            skip = _SKIP.get(state)
+            if skip is not None:
+                found = skip.search(data, pos)
+                if found is None:
+                    pos = n
+                    break
+                pos = found.start()
+                c = data[pos]
+                if c == 0x3E:  # ">"
+                    if state != _IN_BEFORE_ATTR:
+                        self._attr_done()  # "name >" (no value) or "name=>" (an empty one)
+                    return self._close(pos), True
+                if state == _IN_BEFORE_VALUE:
+                    if c == 0x22:
+                        self.state = _IN_DOUBLE
+                        pos += 1
+                    elif c == 0x27:
+                        self.state = _IN_SINGLE
+                        pos += 1
+                    else:
+                        self.state = _IN_UNQUOTED
+                    continue
+                if state == _IN_AFTER_ATTR:
+                    if c == 0x3D:  # "="
+                        self.state = _IN_BEFORE_VALUE
+                        pos += 1
+                        continue
+                    self._attr_done()  # the attribute had no value
+                    if c == 0x2F:  # "/"
+                        self.state = _IN_BEFORE_ATTR
+                        pos += 1
+                        continue
+                # A new attribute name starts here; its first byte may be "=".
+                self._name_start(pos)
+                self._attr.append(c | 0x20 if 0x41 <= c <= 0x5A else c)
+                self.state = _IN_ATTR_NAME
+                pos += 1
+                continue
+            m = _STOP[state].search(data, pos)
+            stop = n if m is None else m.start()
+            if state == _IN_ATTR_NAME:
+                if len(self._attr) <= _NAME_MAX:
+                    self._attr += data[pos : min(stop, pos + _NAME_MAX + 1)].lower()
+            elif state in (_IN_DOUBLE, _IN_SINGLE, _IN_UNQUOTED):
+                self._read_value(data, pos, stop)
+            if m is None:
+                pos = n
+                break
+            c = data[stop]
+            pos = stop + 1
+            if state in (_IN_DOUBLE, _IN_SINGLE):
+                self._attr_done()
+                self.state = _IN_BEFORE_ATTR
+                continue
+            if state == _IN_ATTR_NAME:
+                self._name_end()
+                if c == 0x3D:
+                    self.state = _IN_BEFORE_VALUE
+                    continue
+                if c != 0x2F and c != 0x3E:  # whitespace
+                    self.state = _IN_AFTER_ATTR
+                    continue
+                self._attr_done()
+            elif state == _IN_UNQUOTED:
+                self._attr_done()
+            if c == 0x3E:
+                return self._close(stop), True
+            self.state = _IN_BEFORE_ATTR  # whitespace or "/"
+        return self._hold(n, final=final), False
+
+    # -- attributes
+
+    def _name_start(self, pos: int) -> None:
+        self._attr.clear()
+        if self.status != _PASS:
+            self._mark = pos  # held until we know whether it is renamed
+
+    def _name_end(self) -> None:
+        name = bytes(self._attr)
+        if self.status == _UNDECIDED and name == b"data-consent":
+            self._value = bytearray()
+        if self._mark < 0:
+            return
+        if name not in self._renamed:
+            self._mark = -1
+        elif self.status == _UNDECIDED and self.name == b"img" and name == b"src":
+            self._src = True  # a data: URI fetches nothing: look at the value first
+            self._value = bytearray()
+        else:
+            self._rename()
+
+    def _read_value(self, data: bytes, start: int, stop: int) -> None:
+        value = self._value
+        if value is None:
+            return
+        if self._src:
+            old = len(value)
+            value += data[start : min(stop, start + 5 - old)]
+            if len(value) == 5:
+                self._decide_src(start + 5 - old)
+        elif len(value) <= _CONSENT_MAX:
+            value += data[start : min(stop, start + _CONSENT_MAX + 1 - len(value))]
+
+    def _attr_done(self) -> None:
+        """The current attribute is complete (with its value, or with none)."""
+        if self._src:
+            self._decide_src(None)
+        elif self._value is not None:  # the first data-consent
+            value = self._value
+            self._value = None
+            consent = html.unescape(value.decode("latin-1"))
+            allowed = len(value) <= _CONSENT_MAX and _allowed(consent, self._granted)
+            self.status = _PASS if allowed else _GATE
+
+    def _decide_src(self, end: int | None) -> None:
+        """``end``: where the value's first five bytes end (``None``: it has fewer)."""
+        value = self._value
+        self._src = False
+        self._value = None
+        if (
+            end is not None
+            and end - self._mark <= _LOOKAHEAD
+            and value is not None
+            and value.lower() == b"data:"
+        ):
+            self._mark = -1
+        else:
+            self._rename()
+
+    def _rename(self) -> None:
+        """Prefix the held attribute with ``data-``; the tag is gated from now on."""
+        self.status = _GATE
+        self._out.append(self._view[self._emitted : self._mark])
+        self._out.append(b"data-")
+        self._emitted = self._mark
+        self._mark = -1
+
+    def _close(self, gt: int) -> int:
+        if self.status == _GATE and self.name == b"script":
+            self._out.append(self._view[self._emitted : gt])
+            self._out.append(b'""' + _INERT if self.state == _IN_BEFORE_VALUE else _INERT)
+            self._emitted = gt
+        return gt + 1
+
+    def _hold(self, n: int, *, final: bool) -> int:
+        """The data ended inside the tag: where to hold back from (``n``: nothing held)."""
+        mark = self._mark
+        if mark < 0:
+            return n
+        attr = bytes(self._attr)
+        if self.state == _IN_ATTR_NAME and not any(r.startswith(attr) for r in self._renamed):
+            self._mark = -1  # it cannot become a name we rename
+            return n
+        if not final and n - mark < _LOOKAHEAD:
+            # Start again at this attribute with the next chunk.
+            self.state = _IN_BEFORE_ATTR
+            self._mark = -1
+            self._src = False
+            self._value = None
+            return mark
+        self._rename()  # it waited too long: fail closed
+        self._src = False
+        self._value = None
+        return n
 
 
 class Injector:
@@ -191,7 +489,8 @@ class Injector:
 
     ``head`` and ``body`` are inserted exactly once each (so the output is longer by exactly
     ``len(head) + len(body)`` when ``gating`` is off); ``granted`` is the set of purposes
-    whose gated tags stay as they are; ``gating`` turns the tag rewriting on.
+    whose gated tags stay as they are; ``gating`` turns the tag rewriting on;
+    ``max_pending`` (at least 64) is the longest tail held back, see :data:`MAX_PENDING`.
     """
 
     __slots__ = (
@@ -200,10 +499,12 @@ class Injector:
         "_fast",
         "_granted",
         "_head",
+        "_max_pending",
         "_pending",
         "_raw",
         "_retry",
         "_state",
+        "_tag",
         "gating",
     )
 
@@ -215,15 +516,20 @@ class Injector:
         granted: frozenset[str] = frozenset(),
         gating: bool = False,
         fast: bool = True,
+        max_pending: int = MAX_PENDING,
     ) -> None:
+        if max_pending < 64:
+            raise ValueError(f"max_pending must be at least 64, not {max_pending}")
         self._head: bytes | None = head or None
         self._body: bytes | None = body or None
         self._granted = granted
         self.gating = gating
         self._fast = fast  # use the run regex (off only to test it against the slow path)
+        self._max_pending = max_pending
         self._pending = bytearray()
-        self._state = "text"  # text | comment | raw | copy
+        self._state = "text"  # text | comment | raw | tag | copy
         self._raw = b""  # the raw-text element we are in
+        self._tag: _LongTag | None = None  # the long tag we are in (state "tag")
         self._retry = True  # is it worth re-scanning the pending tail (did a ">" arrive)?
         self._done = False
         if self._head is None and self._body is None and not gating:
@@ -242,20 +548,25 @@ class Injector:
                 return chunk
             data = chunk
         else:
-            if not self._retry and b">" not in chunk and len(pending) + len(chunk) <= MAX_PENDING:
+            if (
+                not self._retry
+                and b">" not in chunk
+                and len(pending) + len(chunk) <= self._max_pending
+            ):
                 pending += chunk  # an unfinished tag cannot end without a ">"
                 return b""
             data = bytes(pending) + chunk
             pending.clear()
         out: list[bytes | memoryview] = []
         keep = self._scan(data, out, final=False)
+        while len(data) - keep > self._max_pending and self._state != "tag":
+            # A tag too long to hold (a data: URI, a JSON attribute, or broken): send what
+            # we have and follow the rest of it as it streams (bytes held in state "tag"
+            # stay under _LOOKAHEAD).
+            self._enter(data, keep, out, keep)
+            keep = self._scan(data, out, final=False, start=keep)
         if keep < len(data):
-            if len(data) - keep > MAX_PENDING:
-                # A tag that never ends (broken or hostile): stop rewriting, copy the rest.
-                out.append(memoryview(data)[keep:])
-                self._state = "copy"
-            else:
-                pending += memoryview(data)[keep:]
+            pending += memoryview(data)[keep:]
         return b"".join(out)
 
     def finish(self) -> bytes:
@@ -275,16 +586,19 @@ class Injector:
             out.append(self._body)
             self._body = None
         self._state = "copy"
+        self._tag = None
         return b"".join(out)
 
     # -- the scanner
 
-    def _scan(self, data: bytes, out: list[bytes | memoryview], *, final: bool) -> int:
-        """Process ``data``, appending the output to ``out``. Returns the index from which
-        bytes were held back (an unfinished construct; ``len(data)`` when ``final``)."""
+    def _scan(
+        self, data: bytes, out: list[bytes | memoryview], *, final: bool, start: int = 0
+    ) -> int:
+        """Process ``data[start:]``, appending the output to ``out``. Returns the index from
+        which bytes were held back (an unfinished construct; ``len(data)`` when ``final``)."""
         view = memoryview(data)
-        emitted = 0  # data[:emitted] is in ``out``
-        pos = 0
+        emitted = start  # data[start:emitted] is in ``out``
+        pos = start
         n = len(data)
         keep = n
         self._retry = True
@@ -295,6 +609,27 @@ class Injector:
             if self._head is None and self._body is None and not self.gating:
                 self._state = "copy"  # everything inserted, nothing to gate
                 break
+            if state == "tag":
+                tag = self._tag
+                assert tag is not None
+                pos, emitted, done = tag.scan(data, pos, out, emitted, final=final)
+                if not done:
+                    keep = pos
+                    break
+                self._tag = None
+                self._state = "text"
+                if not tag.end_tag and tag.name is not None:
+                    if tag.name == b"head" and self._head is not None:
+                        out.append(view[emitted:pos])
+                        out.append(self._head)
+                        self._head = None
+                        emitted = pos
+                    if tag.name in _RAW_TEXT:
+                        self._state = "raw"
+                        self._raw = tag.name
+                    elif tag.name == b"plaintext":
+                        self._state = "copy"
+                continue
             if state == "comment":
                 m = _COMMENT_END.search(data, pos)
                 if m is None:
@@ -380,6 +715,11 @@ class Injector:
                 keep = lt
                 self._retry = False
                 break
+            if m.end() - lt > self._max_pending:
+                # Long tags take the streaming path whole or cut: the same output either way.
+                emitted = self._enter(data, lt, out, emitted)
+                pos = lt
+                continue
             pos = m.end()
             name = m.group(2).lower()
             if m.group(1):  # an end tag
@@ -424,6 +764,38 @@ class Injector:
             keep = n
         out.append(view[emitted:keep])
         return keep
+
+    def _enter(self, data: bytes, lt: int, out: list[bytes | memoryview], emitted: int) -> int:
+        """Start following the long tag (or bogus comment) at ``data[lt]`` in state "tag",
+        inserting ``head`` or ``body`` before it where a short one would get them. Returns
+        the new ``emitted``."""
+        m = _OPEN.match(data, lt)
+        if m is None:  # "<!…", "<?…", "</" and no letter
+            self._tag = _LongTag(None, bogus=True)
+        else:
+            end_tag = bool(m.group(1))
+            # A name reaching the end of the data may go on: it is too long to be one we know.
+            name = m.group(2).lower() if m.end() < len(data) else None
+            head, body = self._head, self._body
+            if end_tag or (head is not None and name not in (b"html", b"head")):
+                if head is not None:
+                    out.append(memoryview(data)[emitted:lt])
+                    out.append(head)
+                    self._head = None
+                    emitted = lt
+                if end_tag and body is not None and name in (b"body", b"html"):
+                    out.append(memoryview(data)[emitted:lt])
+                    out.append(body)
+                    self._body = None
+                    emitted = lt
+            self._tag = _LongTag(
+                name,
+                end_tag=end_tag,
+                watch=self.gating and not end_tag and name in _GATED,
+                granted=self._granted,
+            )
+        self._state = "tag"
+        return emitted
 
 
 class GatedBody:
