@@ -4,7 +4,7 @@ import json
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +17,7 @@ from consentmw.resolve.redact import (
     card_brand,
     luhn_valid,
     normalize_phone,
+    redact_emails,
     redact_text,
 )
 
@@ -304,6 +305,66 @@ def test_referrers(referrer: str, expected: str) -> None:
     assert Redactor().redact(make_event(referrer=referrer)).referrer == expected
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("/unsubscribe/alice@example.com", "/unsubscribe/[email]", id="raw"),
+        pytest.param("/reset/alice%40example.com", "/reset/[email]", id="encoded"),
+        pytest.param("/reset/alice%2540example.com/x", "/reset/[email]/x", id="encoded-twice"),
+        pytest.param(
+            # Card redaction re-encodes the path: the address must not come back as "%40".
+            f"/u/alice@example.com/{quote('4111 1111 1111 1111')}",
+            "/u/[email]/visa%20****1111",
+            id="with-a-card",
+        ),
+        pytest.param(
+            "/list?email=alice%40example.com&page=2&bob@example.org=1",
+            "/list?email=[email]&page=2&[email]=1",
+            id="query-values-and-names",
+        ),
+        pytest.param(
+            "/confirm?to=alice+news%40mail.example.co.uk",
+            "/confirm?to=[email]",
+            id="plus-in-query",
+        ),
+        pytest.param("/p#alice@example.com", "/p#[email]", id="fragment"),
+        pytest.param(
+            "/cdn/npm/react@18.2.0/umd/x.js", "/cdn/npm/react@18.2.0/umd/x.js", id="version-pin"
+        ),
+        pytest.param("/@alice.example/posts", "/@alice.example/posts", id="handle"),
+        pytest.param("/users/[email]/orders", "/users/[email]/orders", id="already-redacted"),
+    ],
+)
+def test_addresses_in_paths_become_a_marker(path: str, expected: str) -> None:
+    assert Redactor().redact(make_event(path=path)).path == expected
+    assert redact_emails(expected) == expected
+
+
+@pytest.mark.parametrize(
+    ("referrer", "expected"),
+    [
+        pytest.param(
+            "https://mail.example/reset/alice%40example.com?u=bob@example.org",
+            "https://mail.example/reset/[email]?u=[email]",
+            id="path-and-query",
+        ),
+        pytest.param("mailto:alice@example.com", "[email]", id="mailto"),
+        pytest.param(
+            "https://[::1/x/alice@example.com?token=1", "https://[::1/x/[email]", id="unparseable"
+        ),
+    ],
+)
+def test_addresses_in_referrers_become_a_marker(referrer: str, expected: str) -> None:
+    assert Redactor().redact(make_event(referrer=referrer)).referrer == expected
+
+
+def test_properties_keep_the_addresses_the_operator_chose_to_record() -> None:
+    # Properties are the operator's choice (a captured "email" moves to the email field);
+    # only URLs, which nobody chooses to fill with addresses, are searched.
+    event = Redactor().redact(make_event(props={"contact": "alice@example.com"}))
+    assert event.props == {"contact": "alice@example.com"}
+
+
 def test_deep_nesting_is_cut_with_a_marker() -> None:
     value: Any = "bottom"
     for _ in range(50):
@@ -478,3 +539,83 @@ def test_redact_never_raises_and_stays_serialisable(props: dict[str, Any], text:
 @given(st.text())
 def test_redact_text_never_raises(text: str) -> None:
     assert not has_valid_card(redact_text(text))
+
+
+# -- e-mail addresses in URLs -----------------------------------------------------------------
+
+# A simple e-mail address, as the checker below finds them.
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
+
+addresses = st.builds(
+    lambda local, labels, tld: f"{local}@{'.'.join(labels)}.{tld}",
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,10}", fullmatch=True),
+    st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9-]{0,8}", fullmatch=True), min_size=1,
+             max_size=3),
+    st.from_regex(r"[A-Za-z]{2,6}", fullmatch=True),
+)  # fmt: skip
+
+
+@st.composite
+def hidden_address(draw: st.DrawFn) -> str:
+    """An address with text around it, as it is, percent-encoded once or twice."""
+    text = draw(st.text(max_size=8)) + draw(addresses) + draw(st.text(max_size=8))
+    encode = draw(
+        st.sampled_from(
+            [
+                lambda t: t,
+                lambda t: quote(t, safe=""),
+                lambda t: quote(quote(t, safe=""), safe=""),
+                lambda t: quote_plus(t),
+                lambda t: quote(t, safe="@"),
+            ]
+        )
+    )
+    encoded: str = encode(text)
+    return encoded
+
+
+def addresses_in(text: str) -> list[str]:
+    """The addresses in ``text`` as it is and decoded again and again."""
+    found = []
+    for _ in range(4):
+        found += EMAIL.findall(text)
+        text = unquote(text)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    segments=st.lists(hidden_address() | st.text(max_size=10), min_size=1, max_size=4),
+    query=st.lists(st.tuples(hidden_address(), hidden_address()), max_size=3),
+    fragment=hidden_address(),
+    card=text_with_card(),
+    props=st.dictionaries(st.text(max_size=12), json_values, max_size=4),
+)
+def test_no_address_survives_in_a_path_or_referrer(
+    segments: list[str],
+    query: list[tuple[str, str]],
+    fragment: str,
+    card: tuple[str, str],
+    props: dict[str, Any],
+) -> None:
+    path = "/" + "/".join([*segments, quote(card[1])])
+    if query:
+        path += "?" + "&".join(f"{name}={value}" for name, value in query)
+    path += "#" + fragment
+    event = make_event(path=path, referrer="https://ref.example" + path, props=props)
+    redactor = Redactor()
+    redactor.redact(event)
+    for text in (event.path or "", event.referrer or "", *strings_in(event.props)):
+        assert addresses_in(text) == [], text
+        assert not has_valid_card(text)
+    # Redacting again changes nothing.
+    again = redactor.redact(make_event(path=event.path, referrer=event.referrer))
+    assert (again.path, again.referrer) == (event.path, event.referrer)
+    json.loads(event.to_json())
+
+
+@given(st.lists(st.text(max_size=12) | hidden_address(), max_size=5), st.text("/?#&=;"))
+def test_redact_emails_leaves_no_address_and_is_idempotent(parts: list[str], sep: str) -> None:
+    once = redact_emails(sep.join(parts))
+    assert addresses_in(once) == []
+    assert redact_emails(once) == once

@@ -2,16 +2,26 @@
 
 The policy lets the operator record payment information and telephone numbers, but a card
 number is never stored beyond its brand and last four digits, secrets that travel in forms
-and URLs (passwords, tokens, session ids) are never stored at all, and personal fields
-(``phone``, ``billing_address`` …) are kept only on events collected for a purpose that
-needs them. :func:`redact_text` does the first for one string; :class:`Redactor` applies all
-of it to an :class:`~consentmw.events.Event`.
+and URLs (passwords, tokens, session ids) are never stored at all, e-mail addresses in paths
+and referrers (``/unsubscribe/alice@example.com``, ``?email=alice%40example.com``) become
+``[email]``, and personal fields (``phone``, ``billing_address`` …) are kept only on events
+collected for a purpose that needs them. :func:`redact_text` does the first for one string,
+:func:`redact_emails` the e-mail part for one URL; :class:`Redactor` applies all of it to an
+:class:`~consentmw.events.Event`.
 
 What counts as a card number: a run of 13 to 19 ASCII digits, possibly split into groups by
 single spaces or dashes, whose digits pass the Luhn check. Within a longer run of groups
 (a card number followed by its security code, say) every span of whole groups of 13-19
 digits is checked as well; a run of 20 or more digits *without* separators is an id, not a
 card, and is left alone. Digit runs that fail the Luhn check are left alone.
+
+What counts as an e-mail address in a URL: a part of it (path segment, query name or value,
+fragment: the text between ``/ ? # & = ;``) that, as it is or percent-decoded once or more,
+contains a character, ``@`` and a domain with a dot followed by two letters. The whole part is
+replaced. ``@alice`` handles and ``pkg@1.2.3`` version pins are not addresses and are left
+alone. The address an event is about has its own field, ``email``, which consent governs; a
+URL is no place for it. Properties are not searched for addresses: the operator chooses what
+goes in them (a captured ``email`` field moves to ``email``).
 
 The redactor never raises: hostile values (deep nesting, cycles, huge strings, objects that
 fail to convert) are cut at fixed limits and marked, and an unexpected failure empties the
@@ -36,12 +46,14 @@ __all__ = [
     "DEFAULT_DROP_KEYS",
     "DEFAULT_FIELD_PURPOSES",
     "DEFAULT_PHONE_FIELDS",
+    "EMAIL_REMOVED",
     "TRUNCATED",
     "Redactor",
     "card_brand",
     "has_card_number",
     "luhn_valid",
     "normalize_phone",
+    "redact_emails",
     "redact_text",
 ]
 
@@ -100,6 +112,9 @@ DEFAULT_PHONE_FIELDS: tuple[str, ...] = ("phone", "telephone", "tel", "mobile", 
 #: What replaces a value cut at a limit.
 TRUNCATED = "[truncated]"
 
+#: What replaces a part of a URL that holds an e-mail address.
+EMAIL_REMOVED = "[email]"
+
 _REMOVED_NUMBER = "[number removed]"
 _RUN_RE = re.compile(r"[0-9](?:[ -]?[0-9])*")
 _SEP_RE = re.compile(r"[ -]")
@@ -107,6 +122,10 @@ _NON_KEY_RE = re.compile(r"[^a-z0-9]")
 _NON_DIGIT_RE = re.compile(r"[^0-9]")
 _PHONE_RE = re.compile(r"\+?[0-9][0-9 ().\-/]*")
 _MAX_PASSES = 8
+# Wide on purpose: any "x@" followed, before the next "/", "@" or space, by a dot and two
+# letters (which a version pin's last label never is).
+_EMAIL_RE = re.compile(r"[^\s@/]@[^\s@/]*\.[^\W\d_]{2}")
+_URL_PART_RE = re.compile(r"[^/?#&=;]+")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -240,6 +259,36 @@ def has_card_number(text: str) -> bool:
     """True if ``text`` contains a Luhn-valid 13-19 digit run (as :func:`redact_text` sees
     them)."""
     return any(_card_spans(m.group()) for m in _RUN_RE.finditer(text) if len(m.group()) >= 13)
+
+
+def _holds_email(part: str) -> bool:
+    text = part
+    # Each decoding that changes the text shortens it, so this ends; "@" needs a "%" to hide.
+    while "@" in text or "%" in text:
+        if _EMAIL_RE.search(text):
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return False
+
+
+def _email_part(m: re.Match[str]) -> str:
+    part = m.group()
+    return EMAIL_REMOVED if _holds_email(part) else part
+
+
+def redact_emails(url: str) -> str:
+    """Replace every part of ``url`` holding an e-mail address with :data:`EMAIL_REMOVED`.
+
+    ``"/reset/alice%40example.com?next=/"`` becomes ``"/reset/[email]?next=/"``. A part is
+    the text between ``/ ? # & = ;``; it holds an address when it, or what percent-decoding
+    it (again and again) gives, does. See the module documentation.
+    """
+    if "@" not in url and "%" not in url:
+        return url
+    return _URL_PART_RE.sub(_email_part, url)
 
 
 def normalize_phone(value: object) -> str | None:
@@ -457,8 +506,8 @@ class Redactor:
             log.warning("a URL could not be parsed for redaction (%s)", type(exc).__name__)
             cleaned = value.partition("?")[0].partition("#")[0]
         # A final pass over the result as it will be stored: percent-encoding and the
-        # reassembly can put digits next to digits.
-        result = redact_text(cleaned)
+        # reassembly can put digits next to digits, and re-encoding turns "@" into "%40".
+        result = redact_emails(redact_text(cleaned))
         if len(self._urls) >= _URL_CACHE_SIZE:
             self._urls.clear()
         self._urls[key] = result

@@ -9,8 +9,9 @@ never a Python loop over rows here) and then made safe to hand out:
   ``site`` and ``type`` (:data:`REPORT_KEYS`);
 - **paths pass the event redaction** (:class:`~consentmw.resolve.redact.Redactor`) again, and
   lose their query string and fragment, which is where identifiers travel in URLs
-  (``?email=…``, ``?token=…``); a path segment that looks like an e-mail address becomes
-  ``[email]``. Paths that become equal are added up;
+  (``?email=…``, ``?token=…``); a path segment that looks like an e-mail address, as it is
+  or percent-decoded (``alice%40example.com``), becomes ``[email]``. Paths that become equal
+  are added up;
 - **small-cell suppression**: a cell counting fewer than ``min_count`` events (default 5) is
   not shown, because a count of one is a person; the number of hidden cells is reported, their
   counts are not.
@@ -31,6 +32,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from ..events import Event
 from ..resolve.redact import Redactor
@@ -67,13 +69,27 @@ def neutralize_csv_cell(value: str) -> str:
 
 def clean_path(path: str | None, redactor: Redactor) -> str | None:
     """A path as reports show it: redacted like events, without query string and fragment,
-    e-mail-like segments replaced by ``[email]``."""
+    e-mail-like segments (percent-encoded or not) replaced by ``[email]``."""
     if path is None:
         return None
     probe = Event("-", "page_visit", None, "", "", "", path=path)
     redacted = redactor.redact(probe).path or ""
     bare = redacted.partition("?")[0].partition("#")[0]
-    return _EMAIL_SEGMENT.sub("[email]", bare)
+    return "/".join("[email]" if _email_like(s) else s for s in bare.split("/"))
+
+
+def _email_like(segment: str) -> bool:
+    """Whether a path segment, as it is or percent-decoded (again and again: the redactor
+    and the application may each have encoded it), looks like an e-mail address."""
+    text = segment
+    while "@" in text or "%" in text:
+        if _EMAIL_SEGMENT.search(text):
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded  # shorter each time, so this ends
+    return False
 
 
 @dataclass(frozen=True, slots=True)
