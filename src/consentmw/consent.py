@@ -141,6 +141,12 @@ class ConsentState:
     gpc: bool = False
     accepted_by_notice: bool = False
     notice_shown: bool = False
+    #: ``granted`` sorted, as events carry it (computed once per state: states are cached).
+    ordered: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.ordered and self.granted:
+            object.__setattr__(self, "ordered", tuple(sorted(self.granted)))
 
     def allows(self, purpose: str) -> bool:
         """Is ``purpose`` granted for this request?"""

@@ -83,6 +83,9 @@ class Outcome:
         return [*self.headers, *(("Set-Cookie", c.header()) for c in self.cookies)]
 
 
+_NO_COOKIES: dict[str, list[str]] = {}
+
+
 def _bounded_put(cache: dict[Any, Any], key: Any, value: Any) -> None:
     if len(cache) >= _CACHE_SIZE:
         _evict_oldest(cache)
@@ -187,6 +190,7 @@ class Engine:
         self._prefs_cache: dict[str, Any] = {}
         self._state_cache: dict[Any, tuple[ConsentState, StoredConsent | None, Any, float]] = {}
         self._rule_cache: dict[str, Any] = {}
+        self._cookie_cache: dict[str, dict[str, list[str]]] = {}
         self.counters: dict[str, _Counter] = {
             name: _Counter()
             for name in (
@@ -317,9 +321,17 @@ class Engine:
         return RequestContext(self, environ, self.clock())
 
     def read_cookies(self, header: str | None) -> dict[str, list[str]]:
+        """Our cookies in a ``Cookie`` header (the result is shared: read it, do not change
+        it). A browser sends the same header again and again, so the answer is remembered
+        per header (bounded; only headers of ordinary size)."""
         if not header or "cmw_" not in header:
-            return {}
-        return find_cookies(header, self._our_names)
+            return _NO_COOKIES
+        found = self._cookie_cache.get(header)
+        if found is None:
+            found = find_cookies(header, self._our_names)
+            if len(header) <= 4096:
+                _bounded_put(self._cookie_cache, header, found)
+        return found
 
     # ------------------------------------------------------------------ consent
 
@@ -576,15 +588,30 @@ class Engine:
             ctx._email = normalize_email(raw)
         return ctx._email
 
+    def _session_id(self, ctx: RequestContext) -> str:
+        """The session id for events: read from the verified cookie when the application
+        has not opened the session (no jar to build for that), else from the jar, which
+        starts a session if there is none."""
+        if ctx._session is None:
+            values = ctx.cookie_values(self.names.session)
+            if len(values) == 1:
+                verified = self.session_signer.loads(values[0], self.session_max_age)
+                if verified is not None and not verified.old_key:
+                    sid = verified.payload.get("sid")
+                    fresh = ctx.now - verified.signed_at <= self.session_max_age / 2
+                    if isinstance(sid, str) and 8 <= len(sid) <= 64 and fresh:
+                        return sid
+        return ctx.session.ensure_id()
+
     def request_info(self, ctx: RequestContext) -> RequestInfo:
         """The shared part of this request's user-level events (tracking purpose granted)."""
         environ = ctx.environ
         state = ctx.state()
         vid = self._ensure_visitor_id(ctx)
-        sid = ctx.session.ensure_id()
+        sid = self._session_id(ctx)
         info = RequestInfo(
             policy_version=state.policy_version,
-            purposes=tuple(sorted(state.granted)),
+            purposes=state.ordered,
             aggregate=False,
             visitor_id=vid,
             session_id=sid,
@@ -608,7 +635,7 @@ class Engine:
         ua = environ.get("HTTP_USER_AGENT")
         return RequestInfo(
             policy_version=state.policy_version,
-            purposes=tuple(sorted(state.granted)),
+            purposes=state.ordered,
             aggregate=True,
             visitor_id=None,
             session_id=None,

@@ -20,8 +20,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from itsdangerous import TimestampSigner
 
@@ -89,10 +88,10 @@ class _Signer(TimestampSigner):
         return int(self._clock())
 
 
-@dataclass(frozen=True, slots=True)
-class Verified:
+class Verified(NamedTuple):
     """A payload that passed verification. ``old_key``: signed with a key other than the
-    newest, so it should be re-signed; ``signed_at``: the signed timestamp (epoch seconds)."""
+    newest, so it should be re-signed; ``signed_at``: the signed timestamp (epoch seconds).
+    (A named tuple: built for every first verification, and immutable.)"""
 
     payload: Mapping[str, Any]
     signed_at: int
@@ -131,7 +130,7 @@ class ValueSigner:
         # generic path costs several Python calls per value, and the banner signs two.
         timestamp = int(self._clock()).to_bytes(8, "big").lstrip(b"\x00")
         signed = _b64encode(raw.encode("ascii")) + b"." + _b64encode(timestamp)
-        signature = _b64encode(hmac.new(self._keys[0], signed, hashlib.sha256).digest())
+        signature = _b64encode(hmac.digest(self._keys[0], signed, "sha256"))
         return (signed + b"." + signature).decode("ascii")
 
     def clear_cache(self) -> None:
@@ -191,7 +190,7 @@ class ValueSigner:
         # Compare the encoded signature, in constant time: base64 decoding would ignore the
         # unused low bits of the last character, and a value must fail on any change.
         for i, key in enumerate(self._keys):
-            expected = _b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+            expected = _b64encode(hmac.digest(key, signed, "sha256"))
             if hmac.compare_digest(expected, sig):
                 old_key = i > 0
                 break

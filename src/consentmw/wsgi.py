@@ -14,6 +14,7 @@ event and, for HTML, streams the banner and the script gating into the body.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -160,7 +161,9 @@ class ConsentMiddleware:
         return self.engine.sinks
 
 
+@functools.lru_cache(maxsize=64)
 def _status_code(status: str) -> int:
+    # Memoised: a site answers with a handful of distinct status lines.
     try:
         return int(status[:3])
     except ValueError:
