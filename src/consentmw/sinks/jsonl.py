@@ -32,6 +32,7 @@ from ..errors import ConfigError, SinkError
 from ..events import Event
 from ._base import AggregateRow
 from ._filters import aggregate_keys, check_aggregate_keys, check_rectify, matches
+from ._forksafe import ProcessLock
 
 __all__ = ["FSYNC_MODES", "JsonlSink"]
 
@@ -149,8 +150,7 @@ class JsonlSink:
         if fsync not in FSYNC_MODES:
             raise ConfigError("fsync", fsync, f"use one of {', '.join(FSYNC_MODES)}")
         self._fsync = fsync
-        self._lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        self._lock = ProcessLock()
         self._pid = 0
         self._lock_fd: int | None = None
         self._events = _Tail(self._path)
@@ -179,12 +179,7 @@ class JsonlSink:
     # -- locking -----------------------------------------------------------------------------
 
     def _guard(self) -> threading.Lock:
-        # After fork() the parent's lock may be held by a thread that does not exist here.
-        pid = os.getpid()
-        if self._lock_pid != pid:
-            self._lock = threading.Lock()
-            self._lock_pid = pid
-        return self._lock
+        return self._lock.get()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:

@@ -26,6 +26,7 @@ from ..consentlog import GENESIS_HASH, ConsentRecord, seal
 from ..errors import ConfigError, MissingDependencyError, SinkError
 from ..events import EVENT_FIELDS, Event
 from ._base import AggregateRow
+from ._forksafe import ProcessLock
 from ._sql import (
     COLUMNS,
     Dialect,
@@ -112,8 +113,7 @@ class PostgresSink:
             f"INSERT INTO {self._table} ({cols}) SELECT {cols} FROM {self._stage}"  # noqa: S608
             " ORDER BY ord ON CONFLICT (id) DO NOTHING"
         )
-        self._lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        self._lock = ProcessLock()
         self._conn: psycopg.Connection[Any] | None = None
         self._conn_pid = 0
         # Connections inherited over fork(): closing one here would end the parent's session
@@ -150,12 +150,7 @@ class PostgresSink:
     # -- connections -------------------------------------------------------------------------
 
     def _guard(self) -> threading.Lock:
-        # After fork() the parent's lock may be held by a thread that does not exist here.
-        pid = os.getpid()
-        if self._lock_pid != pid:
-            self._lock = threading.Lock()
-            self._lock_pid = pid
-        return self._lock
+        return self._lock.get()
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         pg = self._pg

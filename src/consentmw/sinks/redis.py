@@ -39,6 +39,7 @@ from ..errors import ConfigError, MissingDependencyError, SinkError
 from ..events import Event
 from ._base import Sink
 from ._filters import matches
+from ._forksafe import ProcessLock
 
 if TYPE_CHECKING:
     import redis
@@ -119,8 +120,7 @@ class RedisStreamSink:
         self._dedup_ttl = int(dedup_ttl)
         self._socket_timeout = socket_timeout
         self._dedup_prefix = f"cmw:{stream}:id:"
-        self._lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        self._lock = ProcessLock()
         self._client_obj: redis.Redis[bytes] | None = None
         self._pid = 0
         self._script: Any = None
@@ -155,12 +155,7 @@ class RedisStreamSink:
     # -- connection --------------------------------------------------------------------------
 
     def _guard(self) -> threading.Lock:
-        # After fork() the parent's lock may be held by a thread that does not exist here.
-        pid = os.getpid()
-        if self._lock_pid != pid:
-            self._lock = threading.Lock()
-            self._lock_pid = pid
-        return self._lock
+        return self._lock.get()
 
     def _client(self) -> redis.Redis[bytes]:
         """This process's client (made anew after fork)."""

@@ -28,6 +28,7 @@ from ..consentlog import GENESIS_HASH, ConsentRecord, seal
 from ..errors import ConfigError, SinkError
 from ..events import EVENT_FIELDS, Event
 from ._base import AggregateRow
+from ._forksafe import ProcessLock
 from ._sql import COLUMNS, Dialect, aggregate_sql, erase_sql, query_sql, rectify_sql, ua_json
 
 __all__ = ["SQLiteSink"]
@@ -180,8 +181,7 @@ class SQLiteSink:
         if busy_timeout_ms < 0:
             raise ConfigError("busy_timeout_ms", busy_timeout_ms, "use a positive number")
         self._busy_ms = int(busy_timeout_ms)
-        self._lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        self._lock = ProcessLock()
         self._conn: sqlite3.Connection | None = None
         self._conn_pid = 0
         # Connections inherited over fork(): never used or closed here (closing would let
@@ -212,12 +212,7 @@ class SQLiteSink:
     # -- connections -------------------------------------------------------------------------
 
     def _guard(self) -> threading.Lock:
-        # After fork() the parent's lock may be held by a thread that does not exist here.
-        pid = os.getpid()
-        if self._lock_pid != pid:
-            self._lock = threading.Lock()
-            self._lock_pid = pid
-        return self._lock
+        return self._lock.get()
 
     def _connect(self) -> sqlite3.Connection:
         parent = os.path.dirname(os.path.abspath(self._path))
